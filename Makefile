@@ -1,0 +1,34 @@
+# modeldrop: `make test` and `make demo` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned to the 2.13.0 CPU build (see pyproject's local-serving extra)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check shared functions tests
+	$(PY) -m ruff format --check shared functions tests
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check shared functions tests
+
+format: $(STAMP)
+	$(PY) -m ruff format shared functions tests
+	$(PY) -m ruff check --fix shared functions tests
+
+bench: $(STAMP)
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) build dist .modeldrop shared/*.egg-info

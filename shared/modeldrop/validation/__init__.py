@@ -1,0 +1,1 @@
+"""Header-only validation of Hugging Face model folders."""

@@ -1,0 +1,136 @@
+"""Sort a folder listing into the files a Hugging Face model folder is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modeldrop.domain.findings import Finding, error, info, warning
+from modeldrop.validation.folder import FileInfo
+
+
+@dataclass
+class Inventory:
+    config: FileInfo | None = None
+    tokenizer_config: FileInfo | None = None
+    overrides: FileInfo | None = None
+    safetensors: list[FileInfo] = field(default_factory=list)
+    pickles: list[FileInfo] = field(default_factory=list)
+    indexes: list[FileInfo] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _suffix(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
+
+
+def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
+    """Classify root-level files and report what is missing or not accepted."""
+    inv = Inventory()
+    root = [f for f in files if "/" not in f.name]
+    nested = [f for f in files if "/" in f.name]
+    names = {f.name for f in root}
+    rejected: list[tuple[FileInfo, str]] = []
+    for f in root:
+        kind = rules["weights"].get(_suffix(f.name))
+        if f.name == rules["config"]:
+            inv.config = f
+        elif f.name == rules["tokenizer_config"]:
+            inv.tokenizer_config = f
+        elif f.name == rules["overrides"]:
+            inv.overrides = f
+        elif f.name.endswith(rules["index_suffix"]):
+            inv.indexes.append(f)
+        elif f.name in rules["ignored_root_files"]:
+            inv.findings.append(
+                info("FILE_IGNORED", f"{f.name} is a training artifact; it is not loaded.", f.name)
+            )
+        elif kind == "safetensors":
+            inv.safetensors.append(f)
+        elif kind == "pickle":
+            inv.pickles.append(f)
+        elif _suffix(f.name) in rules["rejected_weights"]:
+            rejected.append((f, rules["rejected_weights"][_suffix(f.name)]))
+
+    if inv.config is None:
+        inv.findings.append(
+            error(
+                "CONFIG_MISSING",
+                "The folder has no config.json at its top level.",
+                rules["config"],
+                "Upload the config.json that save_pretrained() writes next to the weights.",
+            )
+        )
+    has_weights = bool(inv.safetensors or inv.pickles)
+    for f, label in rejected:
+        message = f"{f.name} is {label}; Vertex AI custom weights accept *.safetensors and *.bin."
+        if has_weights:
+            inv.findings.append(
+                warning("WEIGHTS_FORMAT_IGNORED", message + " It will not be loaded.", f.name,
+                        "Remove it from the folder to save upload time and storage.")
+            )
+        else:
+            inv.findings.append(
+                error("WEIGHTS_FORMAT_UNSUPPORTED", message, f.name,
+                      "Convert the weights to safetensors with transformers: load the model and "
+                      "call save_pretrained(safe_serialization=True).")
+            )
+    if not has_weights and not rejected:
+        inv.findings.append(
+            error(
+                "WEIGHTS_MISSING",
+                "The folder has no weights (*.safetensors or *.bin) at its top level.",
+                None,
+                "Upload the weight files written by save_pretrained().",
+            )
+        )
+    if not any(n in names for n in rules["tokenizer_any_of"]):
+        inv.findings.append(
+            error(
+                "TOKENIZER_MISSING",
+                f"The folder has no tokenizer ({' or '.join(rules['tokenizer_any_of'])}).",
+                None,
+                "Save the tokenizer with the model: tokenizer.save_pretrained(folder).",
+            )
+        )
+    if inv.tokenizer_config is None:
+        inv.findings.append(
+            error(
+                "TOKENIZER_CONFIG_MISSING",
+                f"The folder has no {rules['tokenizer_config']}.",
+                rules["tokenizer_config"],
+                "Save the tokenizer with the model: tokenizer.save_pretrained(folder).",
+            )
+        )
+    for group, weight_suffix in ((inv.safetensors, ".safetensors"), (inv.pickles, ".bin")):
+        index_name = f"*{weight_suffix}{rules['index_suffix']}"
+        indexed = any(i.name.endswith(index_name[1:]) for i in inv.indexes)
+        if len(group) > 1 and not indexed:
+            inv.findings.append(
+                error(
+                    "INDEX_MISSING",
+                    f"The folder has {len(group)} *{weight_suffix} shards but no {index_name} "
+                    "naming which tensor lives in which shard.",
+                    None,
+                    "Upload the index file written by save_pretrained(), or wait for the "
+                    "upload to finish.",
+                )
+            )
+    if inv.safetensors and inv.pickles:
+        inv.findings.append(
+            info(
+                "PICKLE_WEIGHTS_UNUSED",
+                "Both *.safetensors and *.bin weights are present; serving loads the "
+                "safetensors files.",
+            )
+        )
+    if nested:
+        inv.findings.append(
+            info(
+                "NESTED_FILES_IGNORED",
+                f"{len(nested)} files in subfolders (e.g. {nested[0].name}) are not part of the "
+                "model and are ignored.",
+            )
+        )
+    return inv

@@ -1,0 +1,136 @@
+"""Read config.json into the fields validation needs; every problem is a typed ConfigError."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+ARCHITECTURE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "moe_intermediate_size",
+    "num_experts",
+    "num_local_experts",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "vocab_size",
+)
+REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers")
+TEXT_CONFIG_KEYS = ("text_config", "llm_config", "language_config")
+
+
+class ConfigError(ValueError):
+    """config.json cannot be used: a stable code, what was found, what to do."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What validation reads from config.json.
+
+    `fields` holds the architecture-defining integers, taken from the text sub-config for
+    multimodal models (Llama 4, Gemma 3) and from the top level otherwise.
+    """
+
+    architecture: str
+    model_type: str
+    fields: dict[str, int]
+    quantization: dict[str, Any] | None
+    quantization_key: str | None
+    raw: dict[str, Any]
+
+
+SAVE_HINT = "Use the config.json written by save_pretrained() for the fine-tuned model."
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConfigError(
+            "CONFIG_INVALID_JSON",
+            f"config.json is not valid UTF-8 JSON ({type(exc).__name__}: {str(exc)[:120]})",
+            SAVE_HINT,
+        ) from None
+
+
+def _int_field(source: dict[str, Any], key: str) -> int | None:
+    value = source.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            "CONFIG_FIELD_INVALID",
+            f"config.json field {key!r} is {value!r}; expected a non-negative integer",
+            SAVE_HINT,
+        )
+    return value
+
+
+def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelConfig:
+    """Parse config.json bytes; raise ConfigError on anything unusable."""
+    document = _loads(data)
+    if not isinstance(document, dict):
+        raise ConfigError(
+            "CONFIG_NOT_OBJECT",
+            f"config.json holds a JSON {type(document).__name__}, not an object",
+            SAVE_HINT,
+        )
+    architectures = document.get("architectures")
+    model_type = document.get("model_type")
+    if not (
+        isinstance(architectures, list)
+        and architectures
+        and all(isinstance(a, str) for a in architectures)
+    ):
+        raise ConfigError(
+            "CONFIG_NO_ARCHITECTURE",
+            f"config.json 'architectures' is {architectures!r}; expected a list naming the "
+            "model class, such as [\"LlamaForCausalLM\"]",
+            SAVE_HINT,
+        )
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigError(
+            "CONFIG_NO_MODEL_TYPE",
+            f"config.json 'model_type' is {model_type!r}; expected a string such as \"llama\"",
+            SAVE_HINT,
+        )
+    text = next(
+        (document[k] for k in TEXT_CONFIG_KEYS if isinstance(document.get(k), dict)), None
+    )
+    source = {**document, **text} if text else document
+    fields = {
+        key: value
+        for key in ARCHITECTURE_FIELDS
+        if (value := _int_field(source, key)) is not None
+    }
+    missing = [key for key in REQUIRED_FIELDS if key not in fields]
+    if missing:
+        raise ConfigError(
+            "CONFIG_FIELD_MISSING",
+            f"config.json lacks {', '.join(missing)}, needed to identify the architecture",
+            SAVE_HINT,
+        )
+    quantization, quantization_key = None, None
+    for key in quantization_keys:
+        for scope in (document, text or {}):
+            if scope.get(key) is not None:
+                quantization_key = key
+                value = scope[key]
+                quantization = value if isinstance(value, dict) else {"quant_method": str(value)}
+                break
+        if quantization is not None:
+            break
+    return ModelConfig(architectures[0], model_type, fields, quantization, quantization_key, document)

@@ -1,0 +1,239 @@
+"""Validate a model folder from its listing and file headers: the verdict of DESIGN section 4."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from modeldrop import catalog
+from modeldrop.domain.findings import Finding, MachineSpec, Severity, Verdict, error, info
+from modeldrop.validation import quantization, sizing
+from modeldrop.validation.architecture import BasePolicy, check_architecture
+from modeldrop.validation.folder import FileInfo, Folder
+from modeldrop.validation.index_file import IndexFileError, check_index, parse_index
+from modeldrop.validation.inventory import Inventory, take_inventory
+from modeldrop.validation.model_config import ConfigError, ModelConfig, parse_config
+from modeldrop.validation.overrides import Overrides, parse_overrides
+from modeldrop.validation.pickle_scan import scan_pickle_weights
+from modeldrop.validation.safetensors_header import HeaderError, SafetensorsHeader, read_header
+
+MAX_WORKERS = 16
+SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_bounded(folder: Folder, file: FileInfo, limit: int) -> bytes:
+    if file.size > limit:
+        raise _TooLarge
+    return folder.read_range(file.name, 0, limit + 1)
+
+
+def _too_large(file: FileInfo, limit: int) -> Finding:
+    return error(
+        "FILE_TOO_LARGE",
+        f"{file.name} is {file.size} bytes; files of this kind are at most {limit} bytes.",
+        file.name,
+        "Upload the file written by save_pretrained(); this one is not a model metadata file.",
+    )
+
+
+class _Reads:
+    """Every ranged read validation needs, submitted at once and collected as futures."""
+
+    def __init__(self, pool: ThreadPoolExecutor, folder: Folder, inv: Inventory) -> None:
+        limits = catalog.file_rules()["limits"]
+        self.limits = limits
+        small = [
+            (inv.config, limits["config_bytes"]),
+            (inv.tokenizer_config, limits["tokenizer_config_bytes"]),
+            (inv.overrides, limits["overrides_bytes"]),
+            *((i, limits["index_bytes"]) for i in inv.indexes),
+        ]
+        self.small: dict[str, Future[bytes]] = {
+            f.name: pool.submit(_read_bounded, folder, f, limit) for f, limit in small if f
+        }
+        self.headers: dict[str, Future[SafetensorsHeader]] = {
+            f.name: pool.submit(read_header, folder, f) for f in inv.safetensors
+        }
+        self.pickles: dict[str, Future[list[Finding]]] = {
+            f.name: pool.submit(scan_pickle_weights, folder, f) for f in inv.pickles
+        }
+
+    def small_file(self, file: FileInfo, limit_key: str) -> bytes | Finding:
+        try:
+            return self.small[file.name].result()
+        except _TooLarge:
+            return _too_large(file, self.limits[limit_key])
+
+
+def _config(reads: _Reads, inv: Inventory, findings: list[Finding]) -> ModelConfig | None:
+    if inv.config is None:
+        return None
+    data = reads.small_file(inv.config, "config_bytes")
+    if isinstance(data, Finding):
+        findings.append(data)
+        return None
+    try:
+        return parse_config(data, tuple(catalog.quantization_policy()["config_keys"]))
+    except ConfigError as exc:
+        findings.append(error(exc.code, exc.message, inv.config.name, exc.hint))
+        return None
+
+
+def _headers(reads: _Reads, findings: list[Finding]) -> dict[str, SafetensorsHeader]:
+    headers = {}
+    for name, future in reads.headers.items():
+        try:
+            headers[name] = future.result()
+        except HeaderError as exc:
+            findings.append(error(exc.code, f"{name}: {exc.message}.", name, exc.hint))
+    return headers
+
+
+def _indexes(
+    reads: _Reads, inv: Inventory, headers: dict[str, SafetensorsHeader], findings: list[Finding]
+) -> None:
+    present = {f.name for f in inv.safetensors + inv.pickles}
+    for index in inv.indexes:
+        data = reads.small_file(index, "index_bytes")
+        if isinstance(data, Finding):
+            findings.append(data)
+            continue
+        try:
+            weight_map = parse_index(data)
+        except IndexFileError as exc:
+            findings.append(
+                error("INDEX_INVALID", f"{index.name} {exc}.", index.name,
+                      "Upload the index written by save_pretrained().")
+            )
+            continue
+        scope = headers if index.name.endswith(".safetensors.index.json") else {}
+        findings.extend(check_index(index.name, weight_map, present, scope))
+
+
+def _tokenizer_config(reads: _Reads, inv: Inventory, findings: list[Finding]) -> None:
+    if inv.tokenizer_config is None:
+        return
+    data = reads.small_file(inv.tokenizer_config, "tokenizer_config_bytes")
+    if isinstance(data, Finding):
+        findings.append(data)
+        return
+    try:
+        document: Any = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        findings.append(
+            error("TOKENIZER_CONFIG_INVALID",
+                  f"{inv.tokenizer_config.name} is not a JSON object.",
+                  inv.tokenizer_config.name,
+                  "Save the tokenizer with tokenizer.save_pretrained(folder).")
+        )
+
+
+def _overrides(reads: _Reads, inv: Inventory, findings: list[Finding]) -> Overrides:
+    if inv.overrides is None:
+        return Overrides({}, [])
+    data = reads.small_file(inv.overrides, "overrides_bytes")
+    if isinstance(data, Finding):
+        findings.append(data)
+        return Overrides({}, [])
+    overrides = parse_overrides(data, inv.overrides.name)
+    findings.extend(overrides.findings)
+    return overrides
+
+
+def _weights(
+    headers: dict[str, SafetensorsHeader],
+    inv: Inventory,
+    config: ModelConfig | None,
+    findings: list[Finding],
+) -> tuple[int | None, int | None]:
+    """Parameter count and weight bytes: from headers, estimated for pickle-only folders."""
+    policy = catalog.quantization_policy()
+    if headers:
+        tensors = [t for h in headers.values() for t in h.tensors.values()]
+        return (
+            quantization.parameters(tensors, config, policy),
+            sum(h.data_end for h in headers.values()),
+        )
+    if inv.pickles and not inv.safetensors:
+        weight_bytes = sum(f.size for f in inv.pickles)
+        raw = config.raw if config else {}
+        dtype = str(raw.get("torch_dtype") or raw.get("dtype") or "float16")
+        per_value = DTYPE_BYTES.get(dtype, 2)
+        findings.append(
+            info("PARAMETERS_ESTIMATED",
+                 f"Parameter count estimated from the *.bin file sizes at {per_value} bytes per "
+                 f"value ({dtype}); pickle files are not opened to count them.")
+        )
+        return weight_bytes // per_value, weight_bytes
+    return None, None
+
+
+def _machine(
+    weight_bytes: int | None,
+    config: ModelConfig | None,
+    overrides: Overrides,
+    inv: Inventory,
+    findings: list[Finding],
+) -> MachineSpec | None:
+    if weight_bytes is None:
+        return None
+    machines = catalog.machine_catalog()
+    heads = config.fields.get("num_attention_heads") if config else None
+    requested = overrides.machine_spec
+    if requested and inv.overrides:
+        checks = sizing.check_requested(requested, weight_bytes, heads, machines, inv.overrides.name)
+        findings.extend(checks)
+        return requested if all(f.severity is not Severity.ERROR for f in checks) else None
+    spec, finding = sizing.recommend(weight_bytes, heads, machines)
+    findings.append(finding)
+    return spec
+
+
+def validate_folder(folder: Folder, policy: BasePolicy = BasePolicy.STRICT) -> Verdict:
+    """Validate one model folder. Raises AccessError only when the folder cannot be read."""
+    inv = take_inventory(folder.list_files(), catalog.file_rules())
+    findings = list(inv.findings)
+    with ThreadPoolExecutor(MAX_WORKERS) as pool:
+        reads = _Reads(pool, folder, inv)
+        config = _config(reads, inv, findings)
+        headers = _headers(reads, findings)
+        for future in reads.pickles.values():
+            findings.extend(future.result())
+        _indexes(reads, inv, headers, findings)
+        _tokenizer_config(reads, inv, findings)
+        overrides = _overrides(reads, inv, findings)
+
+    matched_base = None
+    native = None
+    quant_policy = catalog.quantization_policy()
+    if config is not None:
+        arch = check_architecture(config, catalog.base_models(), policy)
+        findings.extend(arch.findings)
+        matched_base = arch.matched_base
+        decision = quantization.check_config(config, quant_policy)
+        findings.extend(decision.findings)
+        native = decision.native_format
+    for name, header in headers.items():
+        findings.extend(quantization.check_tensors(name, header.tensors.values(), quant_policy, native))
+
+    parameters, weight_bytes = _weights(headers, inv, config, findings)
+    machine = _machine(weight_bytes, config, overrides, inv, findings)
+    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
+    return Verdict(
+        findings=tuple(findings),
+        architecture=config.architecture if config else None,
+        model_type=config.model_type if config else None,
+        matched_base=matched_base,
+        parameters=parameters,
+        weight_bytes=weight_bytes,
+        recommended_machine=machine,
+        overrides=overrides.values,
+    )
