@@ -1,4 +1,4 @@
-"""Session fixtures running the local emulators; they skip loudly where the emulators are missing."""
+"""Session fixtures for the local emulators; they skip loudly where the emulators are missing."""
 
 from __future__ import annotations
 

@@ -215,7 +215,8 @@ def test_forbidden_names_the_role(forbidding_server):
 
 
 @pytest.mark.parametrize(
-    "uri", ["s3://bucket/x", "gs://", "gs://UPPER/x", "gs://b/x", "gs://bucket/a//b", "gs://bucket/*"]
+    "uri",
+    ["s3://bucket/x", "gs://", "gs://UPPER/x", "gs://b/x", "gs://bucket/a//b", "gs://bucket/*"],
 )
 def test_malformed_uri(uri):
     with pytest.raises(UsageError):

@@ -151,6 +151,7 @@ def _scan(folder: Folder, file: FileInfo) -> list[Finding]:
 
 
 def _scan_zip(reader: _Reader) -> list[Finding]:
+    """Scan every `.pkl` member of a torch.save zip archive, found through its central directory."""
     name = reader.name
     if not reader.has_tail:
         reader.tail(TAIL_BYTES)
@@ -175,8 +176,8 @@ def _scan_zip(reader: _Reader) -> list[Finding]:
         except _Unreadable as exc:
             problems.append(str(exc))
             continue
-        problem = _pickle_problem(data)
-        result.merge(_picklescan(data, f"{name}:{member.name}", multiple=True))
+        failure = _picklescan(result, data, f"{name}:{member.name}", multiple=True)
+        problem = _pickle_problem(data) or failure
         if problem:
             problems.append(f"holds {member.name}, which {problem}")
     unsafe = _unsafe(name, result)
@@ -188,6 +189,7 @@ def _scan_zip(reader: _Reader) -> list[Finding]:
 
 
 def _central_directory(reader: _Reader) -> list[_Member]:
+    """The members listed by the central directory the (ZIP64) end records point to."""
     tail, tail_start = reader.window, reader.window_start
     eocd_at = _find_eocd(tail)
     if eocd_at < 0:
@@ -351,8 +353,9 @@ def _scan_legacy(reader: _Reader, head: bytes) -> list[Finding]:
     if problem:
         chunks.append(prefix[starts[-1] :])  # picklescan lists the imports before the break
     result = ScanResult([])
+    failures: list[str] = []
     for chunk in chunks:
-        result.merge(_picklescan(chunk, name, multiple=False))
+        failures.append(_picklescan(result, chunk, name, multiple=False))
     unsafe = _unsafe(name, result)
     if unsafe:
         return [unsafe]
@@ -368,6 +371,8 @@ def _scan_legacy(reader: _Reader, head: bytes) -> list[Finding]:
             f"is a pickle stream whose pickle {len(ends) + 1} of the {LEGACY_PICKLES} that "
             f"legacy torch.save writes is truncated or corrupt ({problem})"
         )
+    if any(failures):
+        raise _Unreadable(f"holds a pickle that {next(f for f in failures if f)}")
     if _first_int(prefix[: ends[0]]) != TORCH_MAGIC_NUMBER:
         raise _Unreadable(
             "is a pickle but does not start with torch.save's magic number (torch.load rejects it)"
@@ -417,11 +422,13 @@ def _first_int(data: bytes) -> int | None:
 # --- verdict --------------------------------------------------------------------------------
 
 
-def _picklescan(data: bytes, file_id: str, multiple: bool) -> ScanResult:
+def _picklescan(result: ScanResult, data: bytes, file_id: str, multiple: bool) -> str:
+    """Merge picklescan's imports of `data` into `result`; why it failed, or ""."""
     try:
-        return scan_pickle_bytes(io.BytesIO(data), file_id, multiple_pickles=multiple)
+        result.merge(scan_pickle_bytes(io.BytesIO(data), file_id, multiple_pickles=multiple))
     except Exception as exc:  # picklescan raises ValueError on some malformed opcodes
-        raise _Unreadable(f"could not be analysed by picklescan ({exc})") from exc
+        return f"picklescan could not analyse ({exc})"
+    return ""
 
 
 def _unsafe(name: str, result: ScanResult) -> Finding | None:
