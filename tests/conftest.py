@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     stats = terminalreporter.stats
-    ran = sum(len(stats.get(key, [])) for key in ("passed", "failed", "error", "xfailed", "xpassed"))
+    ran = sum(
+        len(stats.get(key, [])) for key in ("passed", "failed", "error", "xfailed", "xpassed")
+    )
     skipped = stats.get("skipped", [])
     terminalreporter.section("modeldrop test count")
     terminalreporter.write_line(f"RAN: {ran}   SKIPPED: {len(skipped)}")

@@ -179,6 +179,14 @@ def test_emulator_host_without_scheme(monkeypatch):
     assert "http://127.0.0.1:4443" in err.value.hint
 
 
+def test_no_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(AccessError, match="No Google Cloud credentials") as err:
+        GcsFolder("gs://some-bucket/models/x")
+    assert "gcloud auth application-default login" in err.value.hint
+
+
 class _Forbidden(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = json.dumps({"error": {"code": 403, "message": "denied"}}).encode()

@@ -17,6 +17,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
+from requests.adapters import HTTPAdapter
 
 from modeldrop.errors import AccessError, UsageError
 from modeldrop.validation.folder import FileInfo
@@ -24,6 +25,7 @@ from modeldrop.validation.folder import FileInfo
 EMULATOR_PROJECT = "modeldrop-local"
 RETRY = DEFAULT_RETRY.with_timeout(30.0)  # transient errors (429, 5xx, resets) only
 TIMEOUT = 60.0
+POOL_SIZE = 32  # HTTP connections kept per host: one per reading thread
 
 # Bucket names: 3-63 characters (up to 222 in dotted names), lowercase letters, digits,
 # dashes, underscores and dots, starting and ending with a letter or digit.
@@ -86,6 +88,11 @@ def default_client() -> storage.Client:
     # tracing attributes: an extra buckets.get per bucket, which object readers may not be
     # allowed; the library treats a falsy cache as "disabled".
     client._bucket_metadata_cache = None
+    # Reads come from a thread pool; urllib3 keeps 10 connections per host by default and
+    # discards (and later reopens) the others with a "Connection pool is full" warning.
+    adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
+    for scheme in ("https://", "http://"):
+        client._http.mount(scheme, adapter)
     return client
 
 

@@ -25,7 +25,12 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         text = f"{self.message} {self.hint}".strip() if self.hint else self.message
-        return {"code": self.code, "severity": str(self.severity), "message": text, "file": self.file}
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "message": text,
+            "file": self.file,
+        }
 
 
 def error(code: str, message: str, file: str | None = None, hint: str = "") -> Finding:

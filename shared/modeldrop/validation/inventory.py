@@ -67,14 +67,22 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
         message = f"{f.name} is {label}; Vertex AI custom weights accept *.safetensors and *.bin."
         if has_weights:
             inv.findings.append(
-                warning("WEIGHTS_FORMAT_IGNORED", message + " It will not be loaded.", f.name,
-                        "Remove it from the folder to save upload time and storage.")
+                warning(
+                    "WEIGHTS_FORMAT_IGNORED",
+                    message + " It will not be loaded.",
+                    f.name,
+                    "Remove it from the folder to save upload time and storage.",
+                )
             )
         else:
             inv.findings.append(
-                error("WEIGHTS_FORMAT_UNSUPPORTED", message, f.name,
-                      "Convert the weights to safetensors with transformers: load the model and "
-                      "call save_pretrained(safe_serialization=True).")
+                error(
+                    "WEIGHTS_FORMAT_UNSUPPORTED",
+                    message,
+                    f.name,
+                    "Convert the weights to safetensors with transformers: load the model and "
+                    "call save_pretrained(safe_serialization=True).",
+                )
             )
     if not has_weights and not rejected:
         inv.findings.append(

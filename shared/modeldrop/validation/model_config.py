@@ -98,7 +98,7 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
         raise ConfigError(
             "CONFIG_NO_ARCHITECTURE",
             f"config.json 'architectures' is {architectures!r}; expected a list naming the "
-            "model class, such as [\"LlamaForCausalLM\"]",
+            'model class, such as ["LlamaForCausalLM"]',
             SAVE_HINT,
         )
     if not isinstance(model_type, str) or not model_type:
@@ -107,14 +107,10 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
             f"config.json 'model_type' is {model_type!r}; expected a string such as \"llama\"",
             SAVE_HINT,
         )
-    text = next(
-        (document[k] for k in TEXT_CONFIG_KEYS if isinstance(document.get(k), dict)), None
-    )
+    text = next((document[k] for k in TEXT_CONFIG_KEYS if isinstance(document.get(k), dict)), None)
     source = {**document, **text} if text else document
     fields = {
-        key: value
-        for key in ARCHITECTURE_FIELDS
-        if (value := _int_field(source, key)) is not None
+        key: value for key in ARCHITECTURE_FIELDS if (value := _int_field(source, key)) is not None
     }
     missing = [key for key in REQUIRED_FIELDS if key not in fields]
     if missing:
@@ -133,4 +129,6 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
                 break
         if quantization is not None:
             break
-    return ModelConfig(architectures[0], model_type, fields, quantization, quantization_key, document)
+    return ModelConfig(
+        architectures[0], model_type, fields, quantization, quantization_key, document
+    )

@@ -31,7 +31,9 @@ def parse_overrides(data: bytes, file: str) -> Overrides:
         document = yaml.safe_load(data.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        return Overrides({}, [error("OVERRIDES_INVALID", f"{file} is not valid YAML: {reason}.", file, FIX_HINT)])
+        return Overrides(
+            {}, [error("OVERRIDES_INVALID", f"{file} is not valid YAML: {reason}.", file, FIX_HINT)]
+        )
     if document is None:
         return Overrides({}, [])
     problems = sorted(

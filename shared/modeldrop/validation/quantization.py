@@ -31,7 +31,9 @@ def _method(config: ModelConfig) -> str:
     quant = config.quantization or {}
     method = quant.get("quant_method") or quant.get("format") or "unknown"
     if method == "bitsandbytes" or quant.get("load_in_4bit") or quant.get("load_in_8bit"):
-        bits = "4-bit" if quant.get("load_in_4bit") else "8-bit" if quant.get("load_in_8bit") else ""
+        bits = (
+            "4-bit" if quant.get("load_in_4bit") else "8-bit" if quant.get("load_in_8bit") else ""
+        )
         return f"bitsandbytes {bits}".strip()
     return str(method)
 
@@ -70,7 +72,9 @@ def check_config(config: ModelConfig, policy: dict[str, Any]) -> QuantizationDec
     method = _method(config)
     label = policy["methods"].get(method.split()[0].lower(), method)
     detail = f"{label} ({method})" if label.lower() != method.lower() else label
-    formats = ", ".join(f"{n['name']} for {'/'.join(n['model_types'])}" for n in policy["native_formats"])
+    formats = ", ".join(
+        f"{n['name']} for {'/'.join(n['model_types'])}" for n in policy["native_formats"]
+    )
     return QuantizationDecision(
         [
             error(
@@ -125,7 +129,9 @@ def check_tensors(
     ]
 
 
-def parameters(tensors: Iterable[TensorInfo], config: ModelConfig | None, policy: dict[str, Any]) -> int:
+def parameters(
+    tensors: Iterable[TensorInfo], config: ModelConfig | None, policy: dict[str, Any]
+) -> int:
     """Parameter count: packed layouts unpacked, scales and zero points not counted."""
     quant = (config.quantization if config else None) or {}
     skip = tuple(policy["non_parameter_suffixes"])

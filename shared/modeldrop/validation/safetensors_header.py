@@ -115,12 +115,13 @@ def _tensor(name: str, entry: Any) -> TensorInfo:
             "SAFETENSORS_HEADER_INVALID",
             f"tensor {name!r} has shape {shape!r}; expected a list of non-negative integers",
         )
-    if not (
-        isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
-    ) or offsets[0] > offsets[1]:
+    if (
+        not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets))
+        or offsets[0] > offsets[1]
+    ):
         raise HeaderError(
             "SAFETENSORS_HEADER_INVALID",
-            f"tensor {name!r} has data_offsets {offsets!r}; expected [begin, end] with begin <= end",
+            f"tensor {name!r} has data_offsets {offsets!r}; expected [begin, end], begin <= end",
         )
     start, end = offsets
     expected = math.ceil(math.prod(shape) * bits / 8)

@@ -89,9 +89,7 @@ def check_requested(
     spec: MachineSpec, weight_bytes: int, heads: int | None, catalog: dict[str, Any], file: str
 ) -> list[Finding]:
     """Findings for a machine spec the user asked for (unknown, inconsistent or too small)."""
-    machine = next(
-        (m for m in catalog["machines"] if m["machine_type"] == spec.machine_type), None
-    )
+    machine = next((m for m in catalog["machines"] if m["machine_type"] == spec.machine_type), None)
     if machine is None:
         known = ", ".join(m["machine_type"] for m in catalog["machines"])
         return [

@@ -108,8 +108,12 @@ def _indexes(
             weight_map = parse_index(data)
         except IndexFileError as exc:
             findings.append(
-                error("INDEX_INVALID", f"{index.name} {exc}.", index.name,
-                      "Upload the index written by save_pretrained().")
+                error(
+                    "INDEX_INVALID",
+                    f"{index.name} {exc}.",
+                    index.name,
+                    "Upload the index written by save_pretrained().",
+                )
             )
             continue
         scope = headers if index.name.endswith(".safetensors.index.json") else {}
@@ -129,10 +133,12 @@ def _tokenizer_config(reads: _Reads, inv: Inventory, findings: list[Finding]) ->
         document = None
     if not isinstance(document, dict):
         findings.append(
-            error("TOKENIZER_CONFIG_INVALID",
-                  f"{inv.tokenizer_config.name} is not a JSON object.",
-                  inv.tokenizer_config.name,
-                  "Save the tokenizer with tokenizer.save_pretrained(folder).")
+            error(
+                "TOKENIZER_CONFIG_INVALID",
+                f"{inv.tokenizer_config.name} is not a JSON object.",
+                inv.tokenizer_config.name,
+                "Save the tokenizer with tokenizer.save_pretrained(folder).",
+            )
         )
 
 
@@ -168,9 +174,11 @@ def _weights(
         dtype = str(raw.get("torch_dtype") or raw.get("dtype") or "float16")
         per_value = DTYPE_BYTES.get(dtype, 2)
         findings.append(
-            info("PARAMETERS_ESTIMATED",
-                 f"Parameter count estimated from the *.bin file sizes at {per_value} bytes per "
-                 f"value ({dtype}); pickle files are not opened to count them.")
+            info(
+                "PARAMETERS_ESTIMATED",
+                f"Parameter count estimated from the *.bin file sizes at {per_value} bytes per "
+                f"value ({dtype}); pickle files are not opened to count them.",
+            )
         )
         return weight_bytes // per_value, weight_bytes
     return None, None
@@ -189,7 +197,9 @@ def _machine(
     heads = config.fields.get("num_attention_heads") if config else None
     requested = overrides.machine_spec
     if requested and inv.overrides:
-        checks = sizing.check_requested(requested, weight_bytes, heads, machines, inv.overrides.name)
+        checks = sizing.check_requested(
+            requested, weight_bytes, heads, machines, inv.overrides.name
+        )
         findings.extend(checks)
         return requested if all(f.severity is not Severity.ERROR for f in checks) else None
     spec, finding = sizing.recommend(weight_bytes, heads, machines)
@@ -222,7 +232,9 @@ def validate_folder(folder: Folder, policy: BasePolicy = BasePolicy.STRICT) -> V
         findings.extend(decision.findings)
         native = decision.native_format
     for name, header in headers.items():
-        findings.extend(quantization.check_tensors(name, header.tensors.values(), quant_policy, native))
+        findings.extend(
+            quantization.check_tensors(name, header.tensors.values(), quant_policy, native)
+        )
 
     parameters, weight_bytes = _weights(headers, inv, config, findings)
     machine = _machine(weight_bytes, config, overrides, inv, findings)

@@ -69,13 +69,13 @@ BASE = next(b for b in catalog.base_models() if b["model"] == "Qwen2.5-0.5B")
 SHARD1 = "model-00001-of-00002.safetensors"
 SHARD2 = "model-00002-of-00002.safetensors"
 INDEX = "model.safetensors.index.json"
-H, V, I = BASE["hidden_size"], BASE["vocab_size"], BASE["intermediate_size"]
+H, V, FF = BASE["hidden_size"], BASE["vocab_size"], BASE["intermediate_size"]
 TENSORS_1 = [
     ("model.embed_tokens.weight", "BF16", [V, H]),
     ("model.layers.0.self_attn.q_proj.weight", "BF16", [H, H]),
 ]
 TENSORS_2 = [
-    ("model.layers.0.mlp.down_proj.weight", "BF16", [H, I]),
+    ("model.layers.0.mlp.down_proj.weight", "BF16", [H, FF]),
     ("model.norm.weight", "BF16", [H]),
 ]
 
@@ -147,19 +147,19 @@ def overrides(text: str) -> Callable[[Path], None]:
 
 
 GPTQ_TENSORS = [
-    ("model.layers.0.mlp.down_proj.qweight", "I32", [I // 8, H]),
-    ("model.layers.0.mlp.down_proj.qzeros", "I32", [I // 128, H // 8]),
-    ("model.layers.0.mlp.down_proj.scales", "F16", [I // 128, H]),
-    ("model.layers.0.mlp.down_proj.g_idx", "I32", [I]),
+    ("model.layers.0.mlp.down_proj.qweight", "I32", [FF // 8, H]),
+    ("model.layers.0.mlp.down_proj.qzeros", "I32", [FF // 128, H // 8]),
+    ("model.layers.0.mlp.down_proj.scales", "F16", [FF // 128, H]),
+    ("model.layers.0.mlp.down_proj.g_idx", "I32", [FF]),
 ]
 BNB4_TENSORS = [
-    ("model.layers.0.mlp.down_proj.weight", "U8", [H * I // 2, 1]),
-    ("model.layers.0.mlp.down_proj.weight.absmax", "F32", [H * I // 64]),
+    ("model.layers.0.mlp.down_proj.weight", "U8", [H * FF // 2, 1]),
+    ("model.layers.0.mlp.down_proj.weight.absmax", "F32", [H * FF // 64]),
     ("model.layers.0.mlp.down_proj.weight.quant_map", "F32", [16]),
     ("model.layers.0.mlp.down_proj.weight.quant_state.bitsandbytes__nf4", "U8", [100]),
 ]
 BNB8_TENSORS = [
-    ("model.layers.0.mlp.down_proj.weight", "I8", [H, I]),
+    ("model.layers.0.mlp.down_proj.weight", "I8", [H, FF]),
     ("model.layers.0.mlp.down_proj.SCB", "F32", [H]),
 ]
 
@@ -233,12 +233,12 @@ CORPUS: dict[str, tuple[Callable[[Path], None], str]] = {
     "deepseek_fp8_wrong_blocks": (
         quantized({"quant_method": "fp8", "weight_block_size": [64, 64]}), "QUANTIZED_CONFIG"),
     "int8_tensors_no_config": (
-        lambda r: write_sparse(r / SHARD2, [("model.layers.0.mlp.down_proj.weight", "I8", [H, I]),
+        lambda r: write_sparse(r / SHARD2, [("model.layers.0.mlp.down_proj.weight", "I8", [H, FF]),
                                             ("model.norm.weight", "BF16", [H])]),
         "QUANTIZED_TENSORS"),
     "fp8_tensors_no_config": (
         lambda r: write_sparse(r / SHARD2, [("model.layers.0.mlp.down_proj.weight", "F8_E4M3",
-                                             [H, I]), ("model.norm.weight", "BF16", [H])]),
+                                             [H, FF]), ("model.norm.weight", "BF16", [H])]),
         "QUANTIZED_TENSORS"),
     "gguf_only": (only("model-q4_k_m.gguf", b"GGUF" + bytes(60)), "WEIGHTS_FORMAT_UNSUPPORTED"),
     "pt_only": (only("consolidated.pth", b"PK" + bytes(60)), "WEIGHTS_FORMAT_UNSUPPORTED"),

@@ -41,7 +41,11 @@ def test_multimodal_fields_come_from_text_config():
         "text_config": {"hidden_size": 2560, "num_hidden_layers": 34, "intermediate_size": 10240},
         "vision_config": {"hidden_size": 1152, "num_hidden_layers": 27},
     }
-    assert _parse(document).fields == {"hidden_size": 2560, "num_hidden_layers": 34, "intermediate_size": 10240}
+    assert _parse(document).fields == {
+        "hidden_size": 2560,
+        "num_hidden_layers": 34,
+        "intermediate_size": 10240,
+    }
 
 
 def test_zero_valued_fields_are_kept():
@@ -62,11 +66,17 @@ def test_quantization_config_is_found():
         (b"[1, 2]", "CONFIG_NOT_OBJECT"),
         (b'"llama"', "CONFIG_NOT_OBJECT"),
         (b"{}", "CONFIG_NO_ARCHITECTURE"),
-        (json.dumps({**LLAMA, "architectures": "LlamaForCausalLM"}).encode(), "CONFIG_NO_ARCHITECTURE"),
+        (
+            json.dumps({**LLAMA, "architectures": "LlamaForCausalLM"}).encode(),
+            "CONFIG_NO_ARCHITECTURE",
+        ),
         (json.dumps({**LLAMA, "model_type": None}).encode(), "CONFIG_NO_MODEL_TYPE"),
         (json.dumps({**LLAMA, "hidden_size": "4096"}).encode(), "CONFIG_FIELD_INVALID"),
         (json.dumps({**LLAMA, "num_hidden_layers": True}).encode(), "CONFIG_FIELD_INVALID"),
-        (json.dumps({k: v for k, v in LLAMA.items() if k != "hidden_size"}).encode(), "CONFIG_FIELD_MISSING"),
+        (
+            json.dumps({k: v for k, v in LLAMA.items() if k != "hidden_size"}).encode(),
+            "CONFIG_FIELD_MISSING",
+        ),
         (b"[" * 50_000 + b"]" * 50_000, "CONFIG_INVALID_JSON"),
         (b"{" * 50_000, "CONFIG_INVALID_JSON"),
     ],
@@ -79,7 +89,9 @@ def test_bad_configs_raise_typed_errors(data, code):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 config_like = st.fixed_dictionaries(

@@ -36,7 +36,9 @@ def _code(raw: bytes, size: int | None = None) -> str:
 
 def _blob(header: dict, data_bytes: int | None = None) -> bytes:
     raw = json.dumps(header).encode()
-    ends = [v["data_offsets"][1] for v in header.values() if isinstance(v, dict) and "data_offsets" in v]
+    ends = [
+        v["data_offsets"][1] for v in header.values() if isinstance(v, dict) and "data_offsets" in v
+    ]
     end = max(ends, default=0)
     return struct.pack("<Q", len(raw)) + raw + b"\0" * (end if data_bytes is None else data_bytes)
 
@@ -56,7 +58,10 @@ def test_real_safetensors_library_output_is_accepted(tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
 
-    save_file({"x": torch.zeros(3, 5, dtype=torch.bfloat16), "y": torch.ones(7)}, tmp_path / "t.safetensors")
+    save_file(
+        {"x": torch.zeros(3, 5, dtype=torch.bfloat16), "y": torch.ones(7)},
+        tmp_path / "t.safetensors",
+    )
     folder = LocalFolder(tmp_path)
     header = read_header(folder, _file(folder, "t.safetensors"))
     assert {n: t.shape for n, t in header.tensors.items()} == {"x": (3, 5), "y": (7,)}
@@ -93,10 +98,22 @@ def test_bytes_read_do_not_grow_with_tensor_data(tmp_path):
         (struct.pack("<Q", 5) + b"{nope", "SAFETENSORS_HEADER_INVALID"),
         (struct.pack("<Q", 2) + b"[]", "SAFETENSORS_HEADER_INVALID"),
         (struct.pack("<Q", 2) + b"\xff\xfe", "SAFETENSORS_HEADER_INVALID"),
-        (_blob({"w": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 1]}}), "SAFETENSORS_UNKNOWN_DTYPE"),
-        (_blob({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}), "SAFETENSORS_HEADER_INVALID"),
-        (_blob({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}), "SAFETENSORS_HEADER_INVALID"),
-        (_blob({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}), "SAFETENSORS_TENSOR_SIZE_MISMATCH"),
+        (
+            _blob({"w": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 1]}}),
+            "SAFETENSORS_UNKNOWN_DTYPE",
+        ),
+        (
+            _blob({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}),
+            "SAFETENSORS_HEADER_INVALID",
+        ),
+        (
+            _blob({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}),
+            "SAFETENSORS_HEADER_INVALID",
+        ),
+        (
+            _blob({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}),
+            "SAFETENSORS_TENSOR_SIZE_MISMATCH",
+        ),
         (_blob({"w": "x"}), "SAFETENSORS_HEADER_INVALID"),
         (_blob({"__metadata__": {"a": 1}}), "SAFETENSORS_HEADER_INVALID"),
         (_blob(header_dict(TENSORS), data_bytes=10), "SAFETENSORS_TRUNCATED"),
@@ -120,7 +137,8 @@ def test_overlapping_and_gapped_offsets():
 
 
 def test_duplicate_tensor_names_are_rejected():
-    raw = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    entry = b'{"dtype":"U8","shape":[1],"data_offsets":[0,1]}'
+    raw = b'{"w":' + entry + b',"w":' + entry + b"}"
     assert _code(struct.pack("<Q", len(raw)) + raw + b"\0") == "SAFETENSORS_HEADER_INVALID"
 
 
@@ -156,7 +174,9 @@ def test_arbitrary_bytes_only_raise_header_errors(blob):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=20,
 )
 entries = st.fixed_dictionaries(
@@ -164,7 +184,8 @@ entries = st.fixed_dictionaries(
     optional={
         "dtype": st.sampled_from(["F32", "BF16", "U8", "I64", "F4", "X", 3]),
         "shape": st.lists(st.integers(min_value=-2, max_value=2**40), max_size=5) | json_values,
-        "data_offsets": st.lists(st.integers(min_value=-5, max_value=2**50), max_size=3) | json_values,
+        "data_offsets": st.lists(st.integers(min_value=-5, max_value=2**50), max_size=3)
+        | json_values,
     },
 )
 
