@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format shared functions tests
 	$(PY) -m ruff check --fix shared functions tests
+
+demo: $(STAMP)
+	$(PY) -m modeldrop.local.tiny_model .modeldrop/demo llama
+	$(VENV)/bin/modeldrop validate .modeldrop/demo/llama --policy family
 
 bench: $(STAMP)
 	$(PY) -m tests.bench

@@ -29,7 +29,7 @@ POOL_SIZE = 32  # HTTP connections kept per host: one per reading thread
 
 # Bucket names: 3-63 characters (up to 222 in dotted names), lowercase letters, digits,
 # dashes, underscores and dots, starting and ending with a letter or digit.
-_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _NOT_IN_FOLDER_URI = re.compile(r"[\x00-\x1f\x7f*?\[\]]")  # control characters, wildcards
 _LIST_FIELDS = "items(name,size,generation),nextPageToken"
 # What a failed request can raise: HTTP errors, retries exhausted, auth, transport.

@@ -336,7 +336,10 @@ class LocalEmulators:
         gcs_topic: str | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self.kinds = tuple(kind for kind in KINDS if kind in set(kinds))
+        wanted = set(kinds)
+        if unknown := wanted - set(KINDS):
+            raise ValueError(f"unknown emulator kinds {sorted(unknown)}; choose from {KINDS}")
+        self.kinds = tuple(kind for kind in KINDS if kind in wanted)
         if gcs_topic and not {"gcs", "pubsub"} <= set(self.kinds):
             raise ValueError("gcs_topic needs both the gcs and pubsub emulators")
         self.project = project
