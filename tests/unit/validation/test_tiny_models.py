@@ -9,7 +9,7 @@ from modeldrop.validation.architecture import BasePolicy
 from modeldrop.validation.validator import validate_folder
 
 pytest.importorskip("torch", reason="needs the local-serving extra (torch, transformers)")
-from modeldrop.local.tiny_model import FAMILIES, build_tiny_model  # noqa: E402
+from modeldrop.local.tiny_model import FAMILIES, build_tiny_model
 
 
 @pytest.fixture(scope="module")
