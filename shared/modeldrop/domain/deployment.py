@@ -1,0 +1,188 @@
+"""The deployment record and its state machine (pure: no I/O, times are passed in)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from modeldrop.errors import ModeldropError
+
+HISTORY_LIMIT = 50
+
+
+class State(StrEnum):
+    DETECTED = "DETECTED"
+    VALIDATING = "VALIDATING"
+    REJECTED = "REJECTED"
+    VALIDATED = "VALIDATED"
+    DEPLOYING = "DEPLOYING"
+    DEPLOYED = "DEPLOYED"
+    FAILED = "FAILED"
+    UNDEPLOYING = "UNDEPLOYING"
+    UNDEPLOYED = "UNDEPLOYED"
+    SUPERSEDED = "SUPERSEDED"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.DETECTED: frozenset({State.VALIDATING, State.SUPERSEDED}),
+    State.VALIDATING: frozenset({State.VALIDATED, State.REJECTED, State.SUPERSEDED}),
+    State.VALIDATED: frozenset({State.DEPLOYING, State.SUPERSEDED}),
+    State.DEPLOYING: frozenset({State.DEPLOYED, State.FAILED}),
+    State.DEPLOYED: frozenset({State.UNDEPLOYING}),
+    State.FAILED: frozenset({State.UNDEPLOYING}),
+    State.UNDEPLOYING: frozenset({State.UNDEPLOYED}),
+    State.REJECTED: frozenset(),
+    State.UNDEPLOYED: frozenset(),
+    State.SUPERSEDED: frozenset(),
+}
+TERMINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+
+
+class InvalidTransition(ModeldropError):
+    code = "INVALID_TRANSITION"
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: State
+    at: datetime
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": str(self.state), "at": self.at, "note": self.note}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One upload of one model folder, from detection to its endpoint's deletion.
+
+    `etag` is opaque and belongs to the store: it identifies the stored version this value was
+    read from, so an update can require that nobody changed the record in between.
+    """
+
+    id: str
+    model: str
+    bucket: str
+    folder: str
+    fingerprint: str
+    revision: int
+    state: State
+    created_at: datetime
+    updated_at: datetime
+    history: tuple[Transition, ...] = ()
+    validation: dict[str, Any] | None = None
+    machine: dict[str, Any] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    operation: str | None = None
+    endpoint: str | None = None
+    endpoint_dns: str | None = None
+    deployed_model_id: str | None = None
+    error: dict[str, str] | None = None
+    lease_expires_at: datetime | None = None
+    event_sequence: int = 0
+    etag: str | None = None
+
+    @property
+    def gcs_uri(self) -> str:
+        return f"gs://{self.bucket}/{self.folder}"
+
+    @property
+    def endpoint_user_id(self) -> str:
+        """The Vertex endpoint id we ask for: deterministic, so a retried deploy collides."""
+        return user_id("md-", self.id)
+
+    @property
+    def model_user_id(self) -> str:
+        return user_id("md-", self.id)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, JSON-friendly apart from datetimes (the store and API format those)."""
+        return {
+            "id": self.id,
+            "model": self.model,
+            "bucket": self.bucket,
+            "folder": self.folder,
+            "gcs_uri": self.gcs_uri,
+            "fingerprint": self.fingerprint,
+            "revision": self.revision,
+            "state": str(self.state),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "history": [t.as_dict() for t in self.history],
+            "validation": self.validation,
+            "machine": self.machine,
+            "overrides": self.overrides,
+            "operation": self.operation,
+            "endpoint": self.endpoint,
+            "endpoint_dns": self.endpoint_dns,
+            "deployed_model_id": self.deployed_model_id,
+            "error": self.error,
+            "lease_expires_at": self.lease_expires_at,
+            "event_sequence": self.event_sequence,
+        }
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """Lowercase letters, digits and single dashes; never empty."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    return cleaned or "model"
+
+
+def user_id(prefix: str, deployment_id: str) -> str:
+    """A Vertex resource id: starts with a letter, [a-z0-9-], at most 63 characters."""
+    return (prefix + deployment_id)[:63].rstrip("-")
+
+
+def deployment_id(bucket: str, folder: str, fingerprint: str) -> str:
+    """Deterministic id: duplicates of the same upload collapse onto one record."""
+    digest = hashlib.sha256(f"gs://{bucket}/{folder}\n{fingerprint}".encode()).hexdigest()
+    return f"{slug(folder.rstrip('/').rsplit('/', 1)[-1])}-{digest[:12]}"
+
+
+def new_deployment(
+    bucket: str, folder: str, fingerprint: str, revision: int, at: datetime
+) -> Deployment:
+    """A freshly detected upload of `folder` (a prefix such as "models/llama-ft")."""
+    folder = folder.rstrip("/")
+    return Deployment(
+        id=deployment_id(bucket, folder, fingerprint),
+        model=folder.rsplit("/", 1)[-1],
+        bucket=bucket,
+        folder=folder,
+        fingerprint=fingerprint,
+        revision=revision,
+        state=State.DETECTED,
+        created_at=at,
+        updated_at=at,
+        history=(Transition(State.DETECTED, at, "upload complete"),),
+    )
+
+
+def advance(
+    deployment: Deployment, to: State, at: datetime, note: str = "", **changes: Any
+) -> Deployment:
+    """The record after moving to state `to`; raises InvalidTransition when not allowed."""
+    if to not in TRANSITIONS[deployment.state]:
+        allowed = ", ".join(sorted(TRANSITIONS[deployment.state])) or "none (terminal)"
+        raise InvalidTransition(
+            f"Deployment {deployment.id} is {deployment.state}; it cannot become {to}.",
+            f"Allowed next states: {allowed}.",
+        )
+    history = (*deployment.history, Transition(to, at, note))[-HISTORY_LIMIT:]
+    return replace(
+        deployment,
+        state=to,
+        updated_at=at,
+        history=history,
+        event_sequence=deployment.event_sequence + 1,
+        **changes,
+    )
+
+
+def update(deployment: Deployment, at: datetime, **changes: Any) -> Deployment:
+    """The record with fields changed but its state kept (e.g. the operation name recorded)."""
+    return replace(deployment, updated_at=at, **changes)

@@ -1,0 +1,1 @@
+"""The service layer: handlers that use the domain through ports, never a cloud SDK directly."""

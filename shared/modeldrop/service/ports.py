@@ -1,0 +1,128 @@
+"""Ports: what the handlers need from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from modeldrop.domain.deployment import Deployment, State
+from modeldrop.errors import ModeldropError
+
+
+class DeploymentStore(Protocol):
+    """Deployment records with preconditions instead of transactions."""
+
+    def create(self, deployment: Deployment) -> bool:
+        """Store a new record; False (and nothing written) when the id already exists."""
+        ...
+
+    def get(self, deployment_id: str) -> Deployment | None:
+        """The record with its etag set, or None."""
+        ...
+
+    def replace(self, deployment: Deployment) -> Deployment | None:
+        """Write `deployment` only if the stored record still has `deployment.etag`.
+
+        Returns the written record with its new etag, or None when someone else changed (or
+        deleted) it first.
+        """
+        ...
+
+    def list(
+        self,
+        states: tuple[State, ...] = (),
+        model: str | None = None,
+        limit: int = 50,
+        page_token: str | None = None,
+    ) -> tuple[list[Deployment], str | None]:
+        """Records newest first, filtered; returns a page and the token of the next one."""
+        ...
+
+    def latest_for_model(self, model: str) -> Deployment | None:
+        """The newest revision of a model name."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Notifications to subscribers: one CloudEvent per state transition."""
+
+    def publish(self, deployment: Deployment) -> str:
+        """Publish the event for the record's current state; returns the event id."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """Hands a validated deployment to the deploy function."""
+
+    def publish_validated(self, deployment_id: str) -> None: ...
+
+
+class DeployError(ModeldropError):
+    """A Vertex AI call failed. `retryable` errors are worth trying again later."""
+
+    code = "VERTEX_ERROR"
+
+    def __init__(
+        self, message: str, hint: str = "", code: str | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message, hint, code)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class DeployStarted:
+    """What a deploy call left behind: the operation to poll, or (after a retry that found our
+    own endpoint already there) the endpoint to watch."""
+
+    operation: str | None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    done: bool
+    endpoint: str | None = None
+    model: str | None = None
+    error: dict[str, str] | None = None  # {code, message, hint} when the operation failed
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    name: str
+    dedicated_endpoint_dns: str | None
+    deployed_model_ids: list[str] = field(default_factory=list)
+    display_name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.deployed_model_ids)
+
+
+class Deployer(Protocol):
+    """Vertex AI Model Garden: deploy custom weights, watch, undeploy."""
+
+    def deploy(self, deployment: Deployment) -> DeployStarted: ...
+
+    def operation_status(self, operation: str) -> OperationStatus: ...
+
+    def describe_endpoint(self, endpoint: str) -> EndpointInfo | None: ...
+
+    def undeploy(self, endpoint: str) -> None: ...
+
+
+class EndpointClient(Protocol):
+    """Queries to a deployed model's dedicated endpoint."""
+
+    def chat_completions(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def stream_chat_completions(
+        self, deployment: Deployment, body: dict[str, Any]
+    ) -> Iterator[bytes]: ...
+
+    def predict(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def stream_raw_predict(
+        self, deployment: Deployment, body: dict[str, Any]
+    ) -> Iterator[bytes]: ...
