@@ -126,6 +126,21 @@ class Deployment:
         }
 
 
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def snapshot(deployment: Deployment) -> dict[str, Any]:
+    """The record as plain JSON (times in ISO 8601): event data and API status bodies."""
+    return _json_safe(deployment.as_dict())
+
+
 def slug(text: str, limit: int = 40) -> str:
     """Lowercase letters, digits and single dashes; never empty."""
     cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
