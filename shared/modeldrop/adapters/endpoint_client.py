@@ -1,0 +1,147 @@
+"""Queries to a deployed model's dedicated endpoint: chat/completions, :predict, :streamRawPredict.
+
+Plain requests (no aiplatform import): with Google credentials on Google Cloud, plain HTTP to the
+local emulator. One pooled session is reused for every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from modeldrop.domain.deployment import Deployment
+from modeldrop.errors import ModeldropError
+from modeldrop.settings import Settings
+
+CONNECT_TIMEOUT = 10.0
+POOL_SIZE = 64
+
+
+class UpstreamError(ModeldropError):
+    """The endpoint answered with an error: its HTTP status and body are kept."""
+
+    code = "UPSTREAM_ERROR"
+
+    def __init__(self, status: int, body: bytes, url: str) -> None:
+        text = body[:2000].decode("utf-8", "replace")
+        super().__init__(
+            f"The model endpoint answered HTTP {status}: {text}",
+            "Check the request body; see the endpoint's logs in Cloud Logging for details.",
+        )
+        self.status = status
+        self.body = body
+        self.url = url
+
+
+class UpstreamTimeout(ModeldropError):
+    code = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamUnreachable(ModeldropError):
+    code = "UPSTREAM_UNREACHABLE"
+
+
+class DedicatedEndpointClient:
+    """The EndpointClient port over HTTP(S) to `{dedicated_endpoint_dns}/v1beta1/{endpoint}`."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self._given_session = session
+
+    @cached_property
+    def session(self) -> requests.Session:
+        if self._given_session is not None:
+            return self._given_session
+        if self.settings.endpoint_scheme == "https":
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+            session: requests.Session = AuthorizedSession(credentials)
+        else:
+            session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def url(self, deployment: Deployment, suffix: str) -> str:
+        """Where a query goes: only ever the endpoint recorded for the deployment."""
+        if not (deployment.endpoint and deployment.endpoint_dns):
+            raise ModeldropError(
+                f"Deployment {deployment.id} has no endpoint yet (state {deployment.state}).",
+                "Wait until it is DEPLOYED.",
+                code="NOT_DEPLOYED",
+            )
+        scheme = self.settings.endpoint_scheme
+        return f"{scheme}://{deployment.endpoint_dns}/v1beta1/{deployment.endpoint}{suffix}"
+
+    def _post(self, url: str, body: dict[str, Any], stream: bool) -> requests.Response:
+        try:
+            response = self.session.post(
+                url,
+                json=body,
+                stream=stream,
+                timeout=(CONNECT_TIMEOUT, self.settings.upstream_timeout),
+            )
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(
+                f"The model endpoint did not answer within {self.settings.upstream_timeout:g} s.",
+                "Ask for fewer tokens, or raise MODELDROP_UPSTREAM_TIMEOUT.",
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise UpstreamUnreachable(
+                f"The model endpoint could not be reached: {exc.__class__.__name__}.",
+                "The endpoint may be scaling or restarting; try again in a minute.",
+            ) from exc
+        if response.status_code >= 400:
+            body_bytes = response.content
+            response.close()
+            raise UpstreamError(response.status_code, body_bytes, url)
+        return response
+
+    def _json(self, deployment: Deployment, suffix: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._post(self.url(deployment, suffix), body, stream=False)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamError(response.status_code, response.content, response.url) from exc
+
+    def _stream(self, deployment: Deployment, suffix: str, body: dict[str, Any]) -> Iterator[bytes]:
+        response = self._post(self.url(deployment, suffix), body, stream=True)
+        return _chunks(response, self.settings.upstream_timeout)
+
+    def chat_completions(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json(deployment, "/chat/completions", {**body, "stream": False})
+
+    def stream_chat_completions(
+        self, deployment: Deployment, body: dict[str, Any]
+    ) -> Iterator[bytes]:
+        return self._stream(deployment, "/chat/completions", {**body, "stream": True})
+
+    def predict(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json(deployment, ":predict", body)
+
+    def stream_raw_predict(self, deployment: Deployment, body: dict[str, Any]) -> Iterator[bytes]:
+        return self._stream(deployment, ":streamRawPredict", body)
+
+
+def _chunks(response: requests.Response, timeout: float) -> Iterator[bytes]:
+    """Raw bytes as they arrive (no re-chunking); the connection is released at the end."""
+    try:
+        for chunk in response.iter_content(chunk_size=None):
+            if chunk:
+                yield chunk
+    except requests.RequestException as exc:
+        raise UpstreamTimeout(
+            f"The model endpoint stopped mid-stream ({exc.__class__.__name__}).",
+            f"Streams are cut after {timeout:g} s without data.",
+        ) from exc
+    finally:
+        response.close()

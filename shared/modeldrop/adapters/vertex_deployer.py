@@ -1,0 +1,191 @@
+"""Vertex AI Model Garden: deploy custom weights (v1beta1), watch operations, undeploy.
+
+google-cloud-aiplatform is imported lazily, only by the code paths that call Vertex AI, so the
+functions that never deploy do not pay its import cost.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from modeldrop.adapters.vertex_errors import classify, status_name
+from modeldrop.domain.deployment import Deployment
+from modeldrop.service.ports import DeployStarted, EndpointInfo, OperationStatus
+from modeldrop.settings import Settings
+
+
+def deploy_request(deployment: Deployment, project: str, region: str) -> dict[str, Any]:
+    """The DeployRequest for a deployment, as a proto-plus mapping (snake_case field names)."""
+    overrides = deployment.overrides
+    machine = overrides.get("machine_spec") or deployment.machine or {}
+    replicas = overrides.get("replicas", {})
+    minimum = replicas.get("min", 1)
+    endpoint_config: dict[str, Any] = {
+        "endpoint_display_name": overrides.get("endpoint_display_name", f"{deployment.model}"),
+        "endpoint_user_id": deployment.endpoint_user_id,
+        "dedicated_endpoint_enabled": True,
+    }
+    private = overrides.get("private_endpoint")
+    if private and private.get("enabled", True):
+        endpoint_config["private_service_connect_config"] = {
+            "enable_private_service_connect": True,
+            "project_allowlist": list(private["project_allowlist"]),
+        }
+    resources: dict[str, Any] = {
+        "machine_spec": {
+            "machine_type": machine["machine_type"],
+            "accelerator_type": machine["accelerator_type"],
+            "accelerator_count": machine["accelerator_count"],
+        },
+        "min_replica_count": minimum,
+        "max_replica_count": replicas.get("max", minimum),
+    }
+    if overrides.get("spot"):
+        resources["spot"] = True
+    return {
+        "destination": f"projects/{project}/locations/{region}",
+        "custom_model": {"gcs_uri": deployment.gcs_uri},
+        "model_config": {
+            "model_display_name": overrides.get("model_display_name", deployment.model),
+            "model_user_id": deployment.model_user_id,
+        },
+        "endpoint_config": endpoint_config,
+        "deploy_config": {"dedicated_resources": resources},
+    }
+
+
+class VertexDeployer:
+    """The Deployer port on Vertex AI (or on the local Vertex emulator, same REST calls)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def _sdk(self) -> Any:
+        from google.cloud import aiplatform_v1beta1
+
+        return aiplatform_v1beta1
+
+    def _client_args(self) -> dict[str, Any]:
+        endpoint = self.settings.vertex_api_endpoint or (
+            f"{self.settings.region}-aiplatform.googleapis.com"
+        )
+        args: dict[str, Any] = {
+            "transport": self.settings.vertex_transport,
+            "client_options": {"api_endpoint": endpoint},
+        }
+        if self.settings.vertex_anonymous:
+            from google.auth.credentials import AnonymousCredentials
+
+            args["credentials"] = AnonymousCredentials()
+        return args
+
+    @cached_property
+    def _garden(self) -> Any:
+        return self._sdk.ModelGardenServiceClient(**self._client_args())
+
+    @cached_property
+    def _endpoints(self) -> Any:
+        return self._sdk.EndpointServiceClient(**self._client_args())
+
+    def _endpoint_name(self, deployment: Deployment) -> str:
+        return (
+            f"projects/{self.settings.project}/locations/{self.settings.region}/endpoints/"
+            f"{deployment.endpoint_user_id}"
+        )
+
+    def deploy(self, deployment: Deployment) -> DeployStarted:
+        """Start the deploy. A retry that finds our own endpoint id taken carries on with it."""
+        from google.api_core import exceptions
+
+        request = self._sdk.DeployRequest(
+            deploy_request(deployment, self.settings.project, self.settings.region)
+        )
+        try:
+            operation = self._garden.deploy(request=request)
+        except exceptions.GoogleAPICallError as exc:
+            if status_name(exc) == "ALREADY_EXISTS":
+                return DeployStarted(operation=None, endpoint=self._endpoint_name(deployment))
+            raise classify(exc, self.settings.region) from exc
+        return DeployStarted(operation=operation.operation.name)
+
+    def operation_status(self, operation: str) -> OperationStatus:
+        from google.api_core import exceptions
+
+        try:
+            result = self._garden.get_operation(request={"name": operation})
+        except exceptions.GoogleAPICallError as exc:
+            raise classify(exc, self.settings.region) from exc
+        if not result.done:
+            return OperationStatus(done=False)
+        if result.HasField("error") and result.error.code:
+            error = classify_rpc_status(
+                result.error.code, result.error.message, self.settings.region
+            )
+            return OperationStatus(done=True, error=error)
+        response = self._sdk.DeployResponse.deserialize(result.response.value)
+        return OperationStatus(done=True, endpoint=response.endpoint, model=response.model)
+
+    def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:
+        from google.api_core import exceptions
+
+        try:
+            found = self._endpoints.get_endpoint(name=endpoint)
+        except exceptions.NotFound:
+            return None
+        except exceptions.GoogleAPICallError as exc:
+            if status_name(exc) == "NOT_FOUND":
+                return None
+            raise classify(exc, self.settings.region) from exc
+        return EndpointInfo(
+            name=found.name,
+            dedicated_endpoint_dns=found.dedicated_endpoint_dns or None,
+            deployed_model_ids=[m.id for m in found.deployed_models],
+            display_name=found.display_name,
+            labels=dict(found.labels),
+        )
+
+    def set_labels(self, endpoint: str, labels: dict[str, str]) -> None:
+        from google.api_core import exceptions
+        from google.protobuf import field_mask_pb2
+
+        try:
+            self._endpoints.update_endpoint(
+                endpoint=self._sdk.Endpoint(name=endpoint, labels=labels),
+                update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+            )
+        except exceptions.GoogleAPICallError as exc:
+            raise classify(exc, self.settings.region) from exc
+
+    def undeploy(self, endpoint: str) -> bool:
+        """One step towards deleting the endpoint; True once it is gone.
+
+        Undeploys every deployed model (without waiting), and deletes the endpoint once it has
+        none. Call again until it returns True; repeated calls are safe.
+        """
+        from google.api_core import exceptions
+
+        info = self.describe_endpoint(endpoint)
+        if info is None:
+            return True
+        try:
+            for model_id in info.deployed_model_ids:
+                self._endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=model_id)
+            if not info.deployed_model_ids:
+                self._endpoints.delete_endpoint(name=endpoint)
+        except exceptions.GoogleAPICallError as exc:
+            status = status_name(exc)
+            if status == "NOT_FOUND":
+                return True
+            if status != "FAILED_PRECONDITION":  # an undeploy already under way
+                raise classify(exc, self.settings.region) from exc
+        return self.describe_endpoint(endpoint) is None
+
+
+def classify_rpc_status(code: int, message: str, region: str) -> dict[str, str]:
+    """A failed operation's google.rpc.Status as {code, message, hint}."""
+    from google.api_core import exceptions
+
+    error = classify(exceptions.from_grpc_status(code, message), region)
+    return {"code": error.code, "message": error.message, "hint": error.hint}

@@ -1,0 +1,99 @@
+"""Settings from the environment: one table says every variable the code reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    parse: Callable[[str], Any] = str
+    help: str = ""
+
+
+# field name -> where it comes from. Terraform sets every one of these (tests check it).
+SETTINGS: dict[str, Setting] = {
+    "project": Setting("GOOGLE_CLOUD_PROJECT", "modeldrop-local", help="Google Cloud project id"),
+    "region": Setting("MODELDROP_REGION", "us-central1", help="Vertex AI region"),
+    "bucket": Setting("MODELDROP_BUCKET", "modeldrop-models", help="bucket users upload to"),
+    "root_prefix": Setting("MODELDROP_ROOT_PREFIX", "models/", help="model folders live here"),
+    "completion_mode": Setting(
+        "MODELDROP_COMPLETION_MODE", "auto", help="auto: decide from the files; marker: wait"
+    ),
+    "marker_name": Setting("MODELDROP_MARKER", "_READY", help="marker object in marker mode"),
+    "settle_seconds": Setting(
+        "MODELDROP_SETTLE_SECONDS", "10", float, "quiet time before a complete folder is used"
+    ),
+    "base_policy": Setting(
+        "MODELDROP_BASE_POLICY", "strict", help="strict: listed base models; family: any size"
+    ),
+    "validated_topic": Setting("MODELDROP_VALIDATED_TOPIC", "modeldrop-validated"),
+    "events_topic": Setting("MODELDROP_EVENTS_TOPIC", "modeldrop-events"),
+    "collection": Setting("MODELDROP_COLLECTION", "deployments", help="Firestore collection"),
+    "lease_seconds": Setting(
+        "MODELDROP_LEASE_SECONDS", "600", float, "a deploy claim older than this is taken over"
+    ),
+    "vertex_api_endpoint": Setting(
+        "MODELDROP_VERTEX_API_ENDPOINT", "", help="override, e.g. http://127.0.0.1:8090 (emulator)"
+    ),
+    "vertex_transport": Setting("MODELDROP_VERTEX_TRANSPORT", "rest", help="rest or grpc"),
+    "vertex_anonymous": Setting(
+        "MODELDROP_VERTEX_ANONYMOUS", "false", _bool, "anonymous credentials (emulator only)"
+    ),
+    "endpoint_scheme": Setting(
+        "MODELDROP_ENDPOINT_SCHEME", "https", help="scheme for dedicated endpoints (http: emulator)"
+    ),
+    "upstream_timeout": Setting(
+        "MODELDROP_UPSTREAM_TIMEOUT", "300", float, "seconds to wait for a model's answer"
+    ),
+    "api_tokens": Setting(
+        "MODELDROP_API_TOKENS", "", _list, "optional bearer tokens for the api (comma separated)"
+    ),
+    "max_body_bytes": Setting("MODELDROP_MAX_BODY_BYTES", "1048576", int),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    region: str
+    bucket: str
+    root_prefix: str
+    completion_mode: str
+    marker_name: str
+    settle_seconds: float
+    base_policy: str
+    validated_topic: str
+    events_topic: str
+    collection: str
+    lease_seconds: float
+    vertex_api_endpoint: str
+    vertex_transport: str
+    vertex_anonymous: bool
+    endpoint_scheme: str
+    upstream_timeout: float
+    api_tokens: tuple[str, ...]
+    max_body_bytes: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {
+            name: setting.parse(env.get(setting.env, setting.default))
+            for name, setting in SETTINGS.items()
+        }
+        values["root_prefix"] = values["root_prefix"].strip("/") + "/"
+        return cls(**values)

@@ -1,0 +1,70 @@
+"""The DeployRequest built from a deployment: every field the seed's curl examples set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from google.cloud import aiplatform_v1beta1
+
+from modeldrop.adapters.vertex_deployer import deploy_request
+from modeldrop.domain.deployment import new_deployment
+
+AT = datetime(2026, 11, 24, tzinfo=UTC)
+MACHINE = {
+    "machine_type": "g2-standard-24",
+    "accelerator_type": "NVIDIA_L4",
+    "accelerator_count": 2,
+}
+
+
+def deployment(**changes):
+    base = new_deployment("bkt", "models/llama-ft", "fp", 7, AT)
+    return replace(base, machine=MACHINE, **changes)
+
+
+def test_minimal_request_uses_the_recommended_machine_and_deterministic_ids():
+    d = deployment()
+    body = deploy_request(d, "proj", "us-central1")
+    assert body["destination"] == "projects/proj/locations/us-central1"
+    assert body["custom_model"] == {"gcs_uri": "gs://bkt/models/llama-ft"}
+    assert body["model_config"]["model_user_id"] == d.model_user_id
+    assert body["endpoint_config"]["endpoint_user_id"] == d.endpoint_user_id
+    assert body["endpoint_config"]["dedicated_endpoint_enabled"] is True
+    resources = body["deploy_config"]["dedicated_resources"]
+    assert resources["machine_spec"] == MACHINE
+    assert (resources["min_replica_count"], resources["max_replica_count"]) == (1, 1)
+    request = aiplatform_v1beta1.DeployRequest(body)  # the SDK accepts it as is
+    assert request.deploy_config.dedicated_resources.machine_spec.accelerator_type == 11
+
+
+def test_overrides_set_names_replicas_spot_psc_and_machine():
+    overrides = {
+        "model_display_name": "bot", "endpoint_display_name": "bot-ep", "spot": True,
+        "replicas": {"min": 2, "max": 3},
+        "private_endpoint": {"enabled": True, "project_allowlist": ["client-project"]},
+        "machine_spec": {"machine_type": "a2-ultragpu-1g", "accelerator_type": "NVIDIA_A100_80GB",
+                         "accelerator_count": 1},
+    }  # fmt: skip
+    body = deploy_request(deployment(overrides=overrides), "proj", "europe-west4")
+    assert body["model_config"]["model_display_name"] == "bot"
+    assert body["endpoint_config"]["endpoint_display_name"] == "bot-ep"
+    assert body["endpoint_config"]["private_service_connect_config"] == {
+        "enable_private_service_connect": True,
+        "project_allowlist": ["client-project"],
+    }
+    resources = body["deploy_config"]["dedicated_resources"]
+    assert resources["machine_spec"]["machine_type"] == "a2-ultragpu-1g"
+    assert (resources["min_replica_count"], resources["max_replica_count"], resources["spot"]) == (
+        2,
+        3,
+        True,
+    )
+    aiplatform_v1beta1.DeployRequest(body)
+
+
+def test_user_ids_follow_vertex_rules():
+    long = new_deployment("b", "models/" + "X" * 200, "fp", 1, AT)
+    for value in (long.endpoint_user_id, long.model_user_id):
+        assert len(value) <= 63 and value[0].isalpha() and value[-1].isalnum()
+        assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
