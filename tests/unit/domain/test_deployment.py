@@ -53,7 +53,7 @@ def test_only_listed_transitions_are_allowed(start):
 
 
 def test_terminal_states_and_superseding():
-    assert TERMINAL == {State.REJECTED, State.UNDEPLOYED, State.SUPERSEDED}
+    assert {State.REJECTED, State.UNDEPLOYED, State.SUPERSEDED} == TERMINAL
     pre_deploy = {s for s, targets in TRANSITIONS.items() if State.SUPERSEDED in targets}
     assert pre_deploy == {State.DETECTED, State.VALIDATING, State.VALIDATED}
 
