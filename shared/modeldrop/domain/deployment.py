@@ -60,6 +60,8 @@ class Transition:
 class Deployment:
     """One upload of one model folder, from detection to its endpoint's deletion.
 
+    `event_sequence` counts transitions (each one is one notification); `published_sequence` is
+    the last one confirmed as published, so a lost notification is sent again by reconcile.
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -84,7 +86,13 @@ class Deployment:
     error: dict[str, str] | None = None
     lease_expires_at: datetime | None = None
     event_sequence: int = 0
+    published_sequence: int = 0
     etag: str | None = None
+
+    @property
+    def event_pending(self) -> bool:
+        """A transition whose notification has not been confirmed as published yet."""
+        return self.published_sequence < self.event_sequence
 
     @property
     def gcs_uri(self) -> str:
@@ -123,6 +131,7 @@ class Deployment:
             "error": self.error,
             "lease_expires_at": self.lease_expires_at,
             "event_sequence": self.event_sequence,
+            "published_sequence": self.published_sequence,
         }
 
 
@@ -174,6 +183,7 @@ def new_deployment(
         created_at=at,
         updated_at=at,
         history=(Transition(State.DETECTED, at, "upload complete"),),
+        event_sequence=1,  # being detected is the first notification
     )
 
 

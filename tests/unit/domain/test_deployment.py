@@ -27,7 +27,7 @@ def test_happy_path_records_history_and_counts_events():
         State.DETECTED,
         "models/qwen-ft",
         "qwen-ft",
-        0,
+        1,
     )
     for i, state in enumerate(
         [State.VALIDATING, State.VALIDATED, State.DEPLOYING, State.DEPLOYED], 1
@@ -36,7 +36,7 @@ def test_happy_path_records_history_and_counts_events():
     assert [t.state for t in d.history] == [
         State.DETECTED, State.VALIDATING, State.VALIDATED, State.DEPLOYING, State.DEPLOYED
     ]  # fmt: skip
-    assert d.event_sequence == 4 and d.updated_at == AT + timedelta(seconds=4)
+    assert d.event_sequence == 5 and d.updated_at == AT + timedelta(seconds=4)
 
 
 @pytest.mark.parametrize("start", list(State))

@@ -1,0 +1,28 @@
+"""What every handler is given: settings, adapters behind ports, a clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from modeldrop.service.ports import Deployer, DeploymentStore, EventPublisher, WorkQueue
+from modeldrop.settings import Settings
+from modeldrop.validation.folder import Folder
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: DeploymentStore
+    events: EventPublisher
+    queue: WorkQueue
+    deployer: Deployer
+    open_folder: Callable[[str], Folder]
+    clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = field(default=time.sleep)

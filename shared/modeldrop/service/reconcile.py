@@ -1,0 +1,136 @@
+"""reconcile: the periodic tick that moves long-running work forward and repairs what was lost.
+
+- DEPLOYING: poll the operation (or, after a crash-retry, the endpoint) -> DEPLOYED / FAILED;
+  take over claims whose lease expired before an operation was recorded.
+- UNDEPLOYING: step the undeploy until the endpoint is gone -> UNDEPLOYED.
+- DETECTED / VALIDATING with an expired lease: validate again (the worker died).
+- VALIDATED with an expired lease: queue again (the message was lost).
+- Any record whose last notification was not confirmed: publish it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from modeldrop import logs
+from modeldrop.domain.deployment import Deployment, State, advance, update
+from modeldrop.service.context import Context
+from modeldrop.service.deploy import start_deploy, unstarted
+from modeldrop.service.ports import DeployError
+from modeldrop.service.records import commit, publish_pending
+from modeldrop.service.upload import drive_validation, hand_over
+
+log = logs.get("reconcile")
+MAX_DEPLOY_TIME = timedelta(hours=3)
+
+
+@dataclass
+class ReconcileReport:
+    """What one tick did, for logs and tests."""
+
+    moved: dict[str, str] = field(default_factory=dict)  # deployment id -> new state
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _all(ctx: Context, states: tuple[State, ...]) -> Iterator[Deployment]:
+    token = None
+    while True:
+        page, token = ctx.store.list(states=states, limit=100, page_token=token)
+        yield from page
+        if not token:
+            return
+
+
+def reconcile(ctx: Context) -> ReconcileReport:
+    """One tick. Errors on one record never stop the others."""
+    report = ReconcileReport()
+    steps = (
+        ((State.DEPLOYING,), _deploying),
+        ((State.UNDEPLOYING,), _undeploying),
+        ((State.DETECTED, State.VALIDATING), _stale_validation),
+        ((State.VALIDATED,), _unclaimed),
+    )
+    for states, step in steps:
+        for record in _all(ctx, states):
+            try:
+                result = step(ctx, record)
+            except Exception as exc:  # one bad record must not block the rest
+                log.exception("reconcile step failed", extra={"deployment_id": record.id})
+                report.errors[record.id] = f"{type(exc).__name__}: {exc}"
+                continue
+            if result is not None and result.state is not record.state:
+                report.moved[record.id] = str(result.state)
+    for record in _all(ctx, tuple(State)):
+        if record.event_pending:
+            publish_pending(ctx, record)
+    return report
+
+
+def _deploying(ctx: Context, record: Deployment) -> Deployment | None:
+    now = ctx.clock()
+    if unstarted(record, now):
+        lease = now + timedelta(seconds=ctx.settings.lease_seconds)
+        claimed = commit(ctx, update(record, now, lease_expires_at=lease))
+        return start_deploy(ctx, claimed) if claimed else None
+    if record.operation:
+        status = ctx.deployer.operation_status(record.operation)
+        if not status.done:
+            return _timeout(ctx, record)
+        if status.error:
+            failed = advance(record, State.FAILED, now, status.error["code"], error=status.error,
+                             lease_expires_at=None)  # fmt: skip
+            return commit(ctx, failed)
+        endpoint = status.endpoint or record.endpoint
+    else:
+        endpoint = record.endpoint
+    info = ctx.deployer.describe_endpoint(endpoint) if endpoint else None
+    if info is None or not info.ready:
+        return _timeout(ctx, record)
+    labels = record.overrides.get("labels")
+    if labels:
+        ctx.deployer.set_labels(info.name, labels)
+    deployed = advance(
+        record, State.DEPLOYED, now, info.name, endpoint=info.name,
+        endpoint_dns=info.dedicated_endpoint_dns, deployed_model_id=info.deployed_model_ids[0],
+        lease_expires_at=None,
+    )  # fmt: skip
+    return commit(ctx, deployed)
+
+
+def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
+    if ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
+        return None
+    error = DeployError(
+        f"The deploy did not finish within {MAX_DEPLOY_TIME}.",
+        "Check the endpoint in the Vertex AI console; delete the deployment to stop costs.",
+        code="DEPLOY_TIMEOUT",
+    )
+    return commit(
+        ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=error.as_dict())
+    )
+
+
+def _undeploying(ctx: Context, record: Deployment) -> Deployment | None:
+    if record.endpoint and not ctx.deployer.undeploy(record.endpoint):
+        return None
+    return commit(ctx, advance(record, State.UNDEPLOYED, ctx.clock(), "endpoint deleted"))
+
+
+def _stale_validation(ctx: Context, record: Deployment) -> Deployment | None:
+    now = ctx.clock()
+    if record.lease_expires_at and record.lease_expires_at > now:
+        return None
+    return drive_validation(ctx, record, takeover=True)
+
+
+def _unclaimed(ctx: Context, record: Deployment) -> Deployment | None:
+    now = ctx.clock()
+    if record.lease_expires_at and record.lease_expires_at > now:
+        return None
+    lease = now + timedelta(seconds=ctx.settings.lease_seconds)
+    bumped = commit(ctx, update(record, now, lease_expires_at=lease))
+    if bumped:
+        hand_over(ctx, bumped)
+    return bumped

@@ -1,0 +1,182 @@
+"""In-memory fakes of the ports, for fast unit tests of the handlers' logic (no I/O)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from modeldrop.adapters.local_folder import LocalFolder
+from modeldrop.domain.deployment import Deployment
+from modeldrop.service.context import Context
+from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
+from modeldrop.settings import Settings
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[Deployment, int]] = {}
+
+    def create(self, deployment: Deployment) -> bool:
+        if deployment.id in self.rows:
+            return False
+        self.rows[deployment.id] = (replace(deployment, etag=None), 1)
+        return True
+
+    def get(self, deployment_id: str) -> Deployment | None:
+        row = self.rows.get(deployment_id)
+        return replace(row[0], etag=str(row[1])) if row else None
+
+    def replace(self, deployment: Deployment) -> Deployment | None:
+        row = self.rows.get(deployment.id)
+        if row is None or str(row[1]) != deployment.etag:
+            return None
+        self.rows[deployment.id] = (replace(deployment, etag=None), row[1] + 1)
+        return self.get(deployment.id)
+
+    def list(self, states=(), model=None, limit=50, page_token=None):
+        records = sorted(
+            (self.get(i) for i in self.rows),
+            key=lambda d: (d.created_at, d.id),
+            reverse=True,
+        )
+        records = [
+            d
+            for d in records
+            if (not states or d.state in states) and (not model or d.model == model)
+        ]
+        start = int(page_token or 0)
+        page = records[start : start + limit]
+        more = start + limit < len(records)
+        return page, str(start + limit) if more else None
+
+    def latest_for_model(self, model: str) -> Deployment | None:
+        records = [self.get(i) for i in self.rows if self.rows[i][0].model == model]
+        return max(records, key=lambda d: d.revision, default=None)
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str]] = []  # (deployment id, state)
+        self.failing = False
+
+    def publish(self, deployment: Deployment) -> str:
+        if self.failing:
+            raise ConnectionError("pubsub is down")
+        self.published.append((deployment.id, str(deployment.state)))
+        return f"{deployment.id}-{deployment.event_sequence}"
+
+    def states(self, deployment_id: str) -> list[str]:
+        return [s for i, s in self.published if i == deployment_id]
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.failing = False
+
+    def publish_validated(self, deployment_id: str) -> None:
+        if self.failing:
+            raise ConnectionError("pubsub is down")
+        self.messages.append(deployment_id)
+
+
+@dataclass
+class FakeDeployer:
+    """Vertex AI in memory: operations complete when the test says so."""
+
+    deploy_calls: list[str] = field(default_factory=list)
+    endpoints: dict[str, EndpointInfo] = field(default_factory=dict)
+    operations: dict[str, OperationStatus] = field(default_factory=dict)
+    failures: list[DeployError] = field(default_factory=list)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def deploy(self, deployment: Deployment) -> DeployStarted:
+        self.deploy_calls.append(deployment.id)
+        if self.failures:
+            raise self.failures.pop(0)
+        name = f"projects/p/locations/r/endpoints/{deployment.endpoint_user_id}"
+        if name in self.endpoints:
+            return DeployStarted(operation=None, endpoint=name)
+        self.endpoints[name] = EndpointInfo(name, None)
+        operation = f"projects/p/locations/r/operations/{len(self.operations) + 1}"
+        self.operations[operation] = OperationStatus(done=False)
+        return DeployStarted(operation=operation)
+
+    def finish(self, operation: str | None = None, error: dict | None = None) -> None:
+        """Complete one (default: every) pending operation, successfully unless `error`."""
+        for name, status in self.operations.items():
+            if status.done or (operation and name != operation):
+                continue
+            endpoint = next(e for e in self.endpoints if not self.endpoints[e].ready)
+            if error:
+                self.operations[name] = OperationStatus(done=True, error=error)
+            else:
+                self.endpoints[endpoint] = EndpointInfo(endpoint, "127.0.0.1:9", ["42"])
+                self.operations[name] = OperationStatus(done=True, endpoint=endpoint, model="m")
+
+    def ready_all(self) -> None:
+        for name in self.endpoints:
+            self.endpoints[name] = EndpointInfo(name, "127.0.0.1:9", ["42"])
+
+    def operation_status(self, operation: str) -> OperationStatus:
+        return self.operations[operation]
+
+    def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:
+        return self.endpoints.get(endpoint)
+
+    def set_labels(self, endpoint: str, labels: dict[str, str]) -> None:
+        self.labels[endpoint] = labels
+
+    def undeploy(self, endpoint: str) -> bool:
+        self.endpoints.pop(endpoint, None)
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class LocalBucket:
+    """A bucket as a directory: gs://BUCKET/PREFIX opens the real LocalFolder adapter on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def open(self, uri: str) -> LocalFolder:
+        return LocalFolder(self.root / uri.removeprefix("gs://"))
+
+    def upload(
+        self, bucket: str, prefix: str, source: Path, names: list[str] | None = None
+    ) -> list[str]:
+        target = self.root / bucket / prefix
+        target.mkdir(parents=True, exist_ok=True)
+        names = names or sorted(p.name for p in source.iterdir())
+        for name in names:
+            shutil.copy(source / name, target / name)
+        return [f"{prefix}/{n}" for n in names]
+
+
+def make_context(
+    tmp_path: Path, **settings: str
+) -> tuple[Context, FakeStore, FakeEvents, FakeQueue, FakeDeployer, LocalBucket, Clock]:
+    bucket = LocalBucket(tmp_path / "buckets")
+    store, events, queue, deployer, clock = (
+        FakeStore(),
+        FakeEvents(),
+        FakeQueue(),
+        FakeDeployer(),
+        Clock(),
+    )
+    env = {"MODELDROP_SETTLE_SECONDS": "0", "MODELDROP_BASE_POLICY": "strict", **settings}
+    ctx = Context(Settings.from_env(env), store, events, queue, deployer, bucket.open, clock,
+                  sleep=lambda s: clock.advance(s))  # fmt: skip
+    return ctx, store, events, queue, deployer, bucket, clock
