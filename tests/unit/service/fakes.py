@@ -165,18 +165,27 @@ class LocalBucket:
         return [f"{prefix}/{n}" for n in names]
 
 
-def make_context(
-    tmp_path: Path, **settings: str
-) -> tuple[Context, FakeStore, FakeEvents, FakeQueue, FakeDeployer, LocalBucket, Clock]:
+@dataclass
+class Harness:
+    """A Context wired to fakes, with the fakes at hand for assertions."""
+
+    ctx: Context
+    store: FakeStore
+    events: FakeEvents
+    queue: FakeQueue
+    deployer: FakeDeployer
+    bucket: LocalBucket
+    clock: Clock
+
+
+def make_harness(tmp_path: Path, **settings: str) -> Harness:
     bucket = LocalBucket(tmp_path / "buckets")
     store, events, queue, deployer, clock = (
-        FakeStore(),
-        FakeEvents(),
-        FakeQueue(),
-        FakeDeployer(),
-        Clock(),
-    )
+        FakeStore(), FakeEvents(), FakeQueue(), FakeDeployer(), Clock()
+    )  # fmt: skip
     env = {"MODELDROP_SETTLE_SECONDS": "0", "MODELDROP_BASE_POLICY": "strict", **settings}
-    ctx = Context(Settings.from_env(env), store, events, queue, deployer, bucket.open, clock,
-                  sleep=lambda s: clock.advance(s))  # fmt: skip
-    return ctx, store, events, queue, deployer, bucket, clock
+    ctx = Context(
+        Settings.from_env(env), store, events, queue, deployer, bucket.open, clock,
+        sleep=clock.advance,
+    )  # fmt: skip
+    return Harness(ctx, store, events, queue, deployer, bucket, clock)
