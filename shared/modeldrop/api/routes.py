@@ -1,0 +1,44 @@
+"""The route table: (method, path pattern) -> handler. Patterns are data, matched in order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    name: str
+
+
+def route(method: str, path: str, name: str) -> Route:
+    """`path` uses {param} placeholders matching one segment (no '/' and no ':')."""
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/:]+)", path)
+    return Route(method, re.compile(f"^{regex}$"), name)
+
+
+ROUTES: list[Route] = [
+    route("GET", "/healthz", "health"),
+    route("GET", "/v1/deployments", "list_deployments"),
+    route("GET", "/v1/deployments/{deployment_id}", "deployment_status"),
+    route("GET", "/v1/models/{name}", "model_status"),
+]
+
+
+def match(method: str, path: str, routes: list[Route]) -> tuple[Route | None, dict[str, str], bool]:
+    """(route, path params, path known under another method)."""
+    known = False
+    for candidate in routes:
+        found = candidate.pattern.match(path)
+        if found:
+            if candidate.method == method:
+                return candidate, found.groupdict(), True
+            known = True
+    return None, {}, known
+
+
+Handler = Callable[..., Any]
