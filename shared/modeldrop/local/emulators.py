@@ -130,6 +130,7 @@ class Emulator:
         ready_path: str = "/",
         process_env: Mapping[str, str] | None = None,
         log_dir: Path = LOG_DIR,
+        ready_statuses: Iterable[int] = (200,),
     ) -> None:
         self.name = name
         self.cmd = list(cmd)
@@ -138,6 +139,7 @@ class Emulator:
         self.env = dict(env)  # variables that point clients at this emulator
         self.ready_url = f"http://{self.host}{ready_path}"
         self.process_env = dict(process_env or {})
+        self.ready_statuses = frozenset(ready_statuses)
         self.log_path = log_dir / f"{name}-{port}.log"
         self.startup_s: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -166,7 +168,8 @@ class Emulator:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> Emulator:
-        """Poll the ready URL until it answers 200; raise EmulatorError if it exits or times out."""
+        """Poll the ready URL until it answers a ready status; raise EmulatorError if the process
+        exits or the timeout passes."""
         if self._proc is None:
             raise EmulatorError(f"{self.name} not started")
         deadline = time.monotonic() + timeout
@@ -178,11 +181,14 @@ class Emulator:
                 )
             try:
                 with urllib.request.urlopen(self.ready_url, timeout=1) as response:
-                    if response.status == 200:
-                        self.startup_s = time.monotonic() - self._started_at
-                        return self
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
             except (OSError, http.client.HTTPException):
-                pass  # not listening yet
+                status = None  # not listening yet
+            if status in self.ready_statuses:
+                self.startup_s = time.monotonic() - self._started_at
+                return self
             time.sleep(0.05)
         raise EmulatorError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
 

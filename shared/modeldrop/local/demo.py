@@ -1,0 +1,121 @@
+"""`make demo`: a tiny model goes from a folder on disk to answering a chat, on the local stack.
+
+Builds a tiny model, brings the stack up, uploads the folder as a user would, prints each state
+transition as its notification arrives, the status JSON, one chat completion and the
+notifications a subscriber received, then stops the stack. Exit 0 only if the model reached
+DEPLOYED and answered.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from modeldrop.local.stack import LocalStack, StackConfig
+
+FINAL_STATES = {"DEPLOYED", "REJECTED", "FAILED"}
+MODEL = "tiny-llama"
+
+
+class Subscriber:
+    """A pull subscriber on the events topic that prints each notification as it arrives."""
+
+    def __init__(self, project: str, topic: str) -> None:
+        from google.cloud import pubsub_v1
+
+        from modeldrop.adapters.pubsub_admin import ensure_subscription
+
+        self.client = pubsub_v1.SubscriberClient()
+        path = ensure_subscription(self.client, project, "modeldrop-demo-subscriber", topic)
+        self.received: list[dict[str, Any]] = []
+        self.final = threading.Event()
+        self.future = self.client.subscribe(path, self._on_message)
+
+    def _on_message(self, message: Any) -> None:
+        from modeldrop.adapters.pubsub_events import parse_event
+
+        event = parse_event(message)
+        message.ack()
+        state = message.attributes.get("state", "?")
+        self.received.append(
+            {
+                "ce-id": event["id"],
+                "ce-type": event["type"],
+                "state": state,
+                "subject": event["subject"],
+            }
+        )
+        print(f"  event  {event['type']:<40} {state:<11} {event['subject']}", flush=True)
+        if state in FINAL_STATES:
+            self.final.set()
+
+    def close(self) -> None:
+        self.future.cancel()
+        self.client.close()
+
+
+def run(workdir: Path = Path(".modeldrop/demo"), timeout: float = 600) -> int:
+    from modeldrop.adapters.gcs_folder import default_client
+    from modeldrop.local.tiny_model import build_tiny_model
+    from modeldrop.local.upload import upload_folder
+
+    print("1. building a tiny Llama-architecture model")
+    folder = build_tiny_model(workdir / MODEL, "llama")
+    print("2. starting the local stack (emulators, Vertex AI emulator, functions)")
+    started = time.monotonic()
+    with LocalStack(StackConfig()) as stack:
+        info = stack.connection()
+        print(f"   up in {time.monotonic() - started:.1f} s; api at {info['api_url']}")
+        subscriber = Subscriber(info["project"], info["events_topic"])
+        try:
+            target = f"gs://{info['bucket']}/{info['root_prefix']}{MODEL}/"
+            print(f"3. uploading {folder} to {target}")
+            upload_folder(default_client(), folder, info["bucket"], f"{info['root_prefix']}{MODEL}")
+            uploaded = time.monotonic()
+            print("4. waiting for the deployment (state transitions as notifications arrive)")
+            if not subscriber.final.wait(timeout):
+                print(f"   no final state within {timeout:.0f} s")
+                return 1
+            status_url = f"{info['api_url']}/v1/models/{MODEL}"
+            status = requests.get(status_url, timeout=30).json()
+            print(f"   {status['state']} {time.monotonic() - uploaded:.1f} s after the upload")
+            print(f"5. status ({status_url}):")
+            print(json.dumps(status, indent=2))
+            if status["state"] != "DEPLOYED":
+                return 1
+            answered = chat(info, status)
+            time.sleep(1)
+            print(f"7. notifications received by the subscriber ({len(subscriber.received)}):")
+            print(json.dumps(subscriber.received, indent=2))
+            return 0 if answered else 1
+        finally:
+            subscriber.close()
+
+
+def chat(info: dict[str, Any], status: dict[str, Any]) -> bool:
+    """One chat completion to the deployed endpoint recorded in Firestore."""
+    from google.cloud import firestore
+
+    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
+    from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
+    from modeldrop.settings import Settings
+
+    store = FirestoreDeploymentStore(firestore.Client(project=info["project"]))
+    record = store.get(status["id"])
+    client = DedicatedEndpointClient(Settings.from_env({"MODELDROP_ENDPOINT_SCHEME": "http"}))
+    body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
+            "temperature": 0}  # fmt: skip
+    print(f"6. chat completion from {client.url(record, '/chat/completions')}")
+    answer = client.chat_completions(record, body)
+    print(json.dumps(answer, indent=2))
+    return bool(answer.get("choices"))
+
+
+if __name__ == "__main__":
+    sys.exit(run())
