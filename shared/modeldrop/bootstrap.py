@@ -29,7 +29,10 @@ def build_context(settings: Settings) -> Context:
     from modeldrop.adapters.pubsub_queue import PubSubWorkQueue
     from modeldrop.adapters.vertex_deployer import VertexDeployer
 
-    publisher = pubsub_v1.PublisherClient()
+    # one message per batch: a notification goes out at once instead of after 10 ms
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=1)
+    )
     storage_client = default_client()
     return Context(
         settings=settings,

@@ -7,6 +7,7 @@ from typing import Any
 from modeldrop.api.errors import ApiError, not_found
 from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import Deployment, State
+from modeldrop.errors import UsageError
 from modeldrop.service.context import Context
 
 MAX_PAGE = 200
@@ -40,7 +41,7 @@ def list_deployments(ctx: Context, query: dict[str, str], base_url: str) -> dict
             limit=limit,
             page_token=query.get("page_token") or None,
         )
-    except ValueError as exc:
+    except UsageError as exc:
         raise ApiError(
             400,
             "BAD_PAGE_TOKEN",

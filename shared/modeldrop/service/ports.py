@@ -43,6 +43,10 @@ class DeploymentStore(Protocol):
         """The newest revision of a model name."""
         ...
 
+    def pending_notifications(self, limit: int = 100) -> list[Deployment]:
+        """Records whose last transition has not been confirmed as published."""
+        ...
+
 
 class EventPublisher(Protocol):
     """Notifications to subscribers: one CloudEvent per state transition."""

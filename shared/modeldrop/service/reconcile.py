@@ -62,9 +62,8 @@ def reconcile(ctx: Context) -> ReconcileReport:
                 continue
             if result is not None and result.state is not record.state:
                 report.moved[record.id] = str(result.state)
-    for record in _all(ctx, tuple(State)):
-        if record.event_pending:
-            publish_pending(ctx, record)
+    for record in ctx.store.pending_notifications():
+        publish_pending(ctx, record)
     return report
 
 

@@ -51,6 +51,9 @@ class FakeStore:
         more = start + limit < len(records)
         return page, str(start + limit) if more else None
 
+    def pending_notifications(self, limit: int = 100) -> list[Deployment]:
+        return [d for d in (self.get(i) for i in self.rows) if d.event_pending][:limit]
+
     def latest_for_model(self, model: str) -> Deployment | None:
         records = [self.get(i) for i in self.rows if self.rows[i][0].model == model]
         return max(records, key=lambda d: d.revision, default=None)

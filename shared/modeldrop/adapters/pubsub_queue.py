@@ -1,0 +1,42 @@
+"""The hand-off from validate to deploy: one Pub/Sub message per validated deployment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.cloud import pubsub_v1
+
+from modeldrop.adapters.pubsub_events import PUBLISH_TIMEOUT, message_parts
+
+
+class PubSubWorkQueue:
+    """The WorkQueue port on a Pub/Sub topic.
+
+    Each message: data {"deployment_id": ID} (JSON) and the attribute deployment_id=ID.
+    """
+
+    def __init__(self, publisher: pubsub_v1.PublisherClient, project: str, topic: str) -> None:
+        self._publisher = publisher
+        self._topic = publisher.topic_path(project, topic)
+
+    def publish_validated(self, deployment_id: str) -> None:
+        """Queue a validated deployment; waits for the server, so a failed publish raises."""
+        data = json.dumps({"deployment_id": deployment_id}).encode()
+        future = self._publisher.publish(self._topic, data, deployment_id=deployment_id)
+        future.result(timeout=PUBLISH_TIMEOUT)
+
+
+def read_validated(message: Any) -> str:
+    """The deployment id a work-queue message carries (any message shape `message_parts` takes).
+
+    Raises ValueError when the message names none.
+    """
+    _, data = message_parts(message)
+    try:
+        deployment_id = json.loads(data)["deployment_id"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"not a work-queue message: {data[:200]!r}") from exc
+    if not isinstance(deployment_id, str) or not deployment_id:
+        raise ValueError(f"not a deployment id: {deployment_id!r}")
+    return deployment_id

@@ -1,0 +1,344 @@
+"""FirestoreDeploymentStore on the Firestore emulator: round trips, preconditions, queries."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import MISSING, Field, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+from google.cloud.firestore import CollectionReference
+
+from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
+from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
+from modeldrop.errors import UsageError
+
+T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+THREADS = 16
+
+VERDICT = {
+    "verdict": "accepted",
+    "architecture": "LlamaForCausalLM",
+    "model_type": "llama",
+    "matched_base": "Llama-3.1-8B",
+    "parameters": 8_030_261_248,
+    "weight_bytes": 16_060_522_496,
+    "recommended_machine": {
+        "machine_type": "g2-standard-12",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    },
+    "findings": [
+        {
+            "code": "PICKLE_WEIGHTS",
+            "severity": "warning",
+            "message": "pytorch_model.bin is a pickle. Prefer safetensors.",
+            "file": "pytorch_model.bin",
+        },
+        {
+            "code": "VOCAB_RESIZED",
+            "severity": "info",
+            "message": "Vocabulary 128258.",
+            "file": None,
+        },
+    ],
+    # arrays inside arrays are not storable as such in Firestore: the store must wrap them
+    "shapes": [[128256, 4096], [4096], [], [[1, 2], [3]]],
+    "quantization": {"weight_block_size": [128, 128], "empty": {}},
+}
+
+
+@pytest.fixture
+def collection(firestore_emulator) -> CollectionReference:
+    """A collection of the test's own."""
+    return firestore_emulator.client.collection(f"deployments-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def store(firestore_emulator, collection: CollectionReference) -> FirestoreDeploymentStore:
+    return FirestoreDeploymentStore(firestore_emulator.client, collection.id)
+
+
+def detected(name: str = "llama-ft", revision: int = 1, at: datetime = T0) -> Deployment:
+    return new_deployment("bucket-1", f"models/{name}", uuid.uuid4().hex, revision, at)
+
+
+def full_deployment() -> Deployment:
+    """A record with every field set, several transitions, microsecond datetimes."""
+    d = detected()
+    d = advance(d, State.VALIDATING, T0 + timedelta(microseconds=1), "validating")
+    d = advance(
+        d,
+        State.VALIDATED,
+        T0 + timedelta(seconds=1, microseconds=7),
+        "accepted",
+        validation=VERDICT,
+        machine=VERDICT["recommended_machine"],
+        overrides={
+            "labels": {"team": "ml", "cost.center": "42"},
+            "private_endpoint": {"project_allowlist": ["p1", "p2"]},
+            "replicas": {"min": 1, "max": 2},
+        },
+    )
+    d = advance(
+        d,
+        State.DEPLOYING,
+        T0 + timedelta(seconds=2),
+        "deploy started",
+        operation="projects/p/locations/us-central1/operations/123",
+        lease_expires_at=T0 + timedelta(minutes=5, microseconds=999999),
+    )
+    return advance(
+        d,
+        State.DEPLOYED,
+        T0 + timedelta(minutes=20, microseconds=654321),
+        "endpoint ready",
+        endpoint="projects/p/locations/us-central1/endpoints/md-llama",
+        endpoint_dns="md-llama.us-central1-1234.prediction.vertexai.goog",
+        deployed_model_id="4242",
+        error={"code": "NONE", "message": "kept for the round trip", "hint": "-"},
+        published_sequence=3,
+    )
+
+
+def is_default(deployment: Deployment, f: Field[Any]) -> bool:
+    value = getattr(deployment, f.name)
+    if f.default is not MISSING:
+        return value == f.default
+    return f.default_factory is not MISSING and value == f.default_factory()
+
+
+def run_together(count: int, call: Callable[[int], Any]) -> list[Any]:
+    """`call(i)` for i < count, each in its own thread, released at the same moment."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        return call(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def without_etag(d: Deployment | None) -> Deployment | None:
+    return replace(d, etag=None) if d else None
+
+
+def test_round_trip_of_every_field(
+    store: FirestoreDeploymentStore, collection: CollectionReference
+) -> None:
+    original = full_deployment()
+    assert {f.name for f in fields(original) if is_default(original, f)} == {"etag"}
+
+    assert store.create(original) is True
+    stored = store.get(original.id)
+
+    assert stored is not None and stored.etag
+    assert without_etag(stored) == original
+    assert stored.validation["shapes"] == [[128256, 4096], [4096], [], [[1, 2], [3]]]
+    assert type(stored.created_at) is datetime and stored.created_at.microsecond == 123456
+    raw = collection.document(original.id).get()
+    assert DatetimeWithNanoseconds.from_rfc3339(stored.etag) == raw.update_time
+    document = raw.to_dict()
+    assert document["state"] == "DEPLOYED"
+    assert isinstance(document["created_at"], datetime)
+    assert [t["state"] for t in document["history"]] == [
+        "DETECTED",
+        "VALIDATING",
+        "VALIDATED",
+        "DEPLOYING",
+        "DEPLOYED",
+    ]
+    assert isinstance(document["history"][0]["at"], datetime)
+
+
+def test_get_unknown_id(store: FirestoreDeploymentStore) -> None:
+    assert store.get("nope-000000000000") is None
+
+
+def test_replace_writes_every_field_and_returns_the_new_etag(
+    store: FirestoreDeploymentStore, collection: CollectionReference
+) -> None:
+    original = full_deployment()
+    store.create(original)
+    read = store.get(original.id)
+    changed = update(
+        read,
+        T0 + timedelta(hours=1),
+        validation={"verdict": "accepted", "findings": []},  # fewer keys: the old ones must go
+        overrides={},
+        error=None,
+        endpoint_dns=None,
+        lease_expires_at=None,
+    )
+
+    written = store.replace(changed)
+
+    assert written is not None and written.etag != read.etag
+    assert store.get(original.id) == written
+    document = collection.document(original.id).get().to_dict()
+    assert document["validation"] == {"verdict": "accepted", "findings": []}
+    assert document["error"] is None and "error" in document
+    assert document["overrides"] == {}
+
+
+def test_create_if_absent_under_contention(store: FirestoreDeploymentStore) -> None:
+    d = detected()
+    results = run_together(THREADS, lambda i: store.create(replace(d, fingerprint=f"fp-{i}")))
+
+    assert sorted(results) == [False] * (THREADS - 1) + [True]
+    winner = results.index(True)
+    assert store.get(d.id).fingerprint == f"fp-{winner}"
+
+
+def test_replace_with_a_stale_etag_writes_nothing(store: FirestoreDeploymentStore) -> None:
+    d = detected()
+    store.create(d)
+    read = store.get(d.id)
+    first = store.replace(advance(read, State.VALIDATING, T0 + timedelta(seconds=1)))
+    assert first is not None
+
+    stale = advance(read, State.SUPERSEDED, T0 + timedelta(seconds=2), "late writer")
+
+    assert store.replace(stale) is None
+    assert store.get(d.id) == first
+
+
+def test_one_claim_wins_among_concurrent_replaces(store: FirestoreDeploymentStore) -> None:
+    d = detected()
+    store.create(d)
+    read = store.get(d.id)
+
+    def claim(i: int) -> Deployment | None:
+        at = T0 + timedelta(seconds=1)
+        return store.replace(advance(read, State.VALIDATING, at, f"worker-{i}"))
+
+    results = run_together(THREADS, claim)
+
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert store.get(d.id) == winners[0]
+    assert winners[0].history[-1].note == f"worker-{results.index(winners[0])}"
+
+
+def test_replace_after_delete_does_not_recreate(
+    store: FirestoreDeploymentStore, collection: CollectionReference
+) -> None:
+    d = detected()
+    store.create(d)
+    read = store.get(d.id)
+    collection.document(d.id).delete()
+
+    assert store.replace(advance(read, State.VALIDATING, T0)) is None
+    assert store.get(d.id) is None
+
+
+def test_replace_needs_an_etag(store: FirestoreDeploymentStore) -> None:
+    d = detected()
+    store.create(d)
+    with pytest.raises(ValueError, match="etag"):
+        store.replace(d)
+
+
+def test_etag_of_a_replaced_record_guards_the_next_replace(
+    store: FirestoreDeploymentStore,
+) -> None:
+    d = detected()
+    store.create(d)
+    first = store.replace(advance(store.get(d.id), State.VALIDATING, T0))
+    second = store.replace(advance(first, State.VALIDATED, T0 + timedelta(seconds=1)))
+
+    assert second is not None and second.etag not in (first.etag, None)
+    assert store.replace(advance(first, State.REJECTED, T0)) is None
+    assert store.get(d.id).state is State.VALIDATED
+
+
+@pytest.fixture
+def populated(store: FirestoreDeploymentStore) -> list[Deployment]:
+    """23 records: 3 models, several states, some sharing created_at; newest first."""
+    states = (State.DETECTED, State.DEPLOYED, State.REJECTED, State.FAILED)
+    records = []
+    for i in range(23):
+        at = T0 + timedelta(seconds=i // 2)  # pairs share a creation time: id breaks the tie
+        d = replace(detected(f"model-{i % 3}", revision=i, at=at), state=states[i % 4])
+        assert store.create(d)
+        records.append(d)
+    return sorted(records, key=lambda d: (d.created_at, d.id), reverse=True)
+
+
+def all_pages(store: FirestoreDeploymentStore, limit: int, **filters: Any) -> list[list[str]]:
+    pages, token = [], None
+    while True:
+        page, token = store.list(limit=limit, page_token=token, **filters)
+        pages.append([d.id for d in page])
+        if token is None:
+            return pages
+
+
+def test_list_orders_newest_first_with_id_as_tie_break(
+    store: FirestoreDeploymentStore, populated: list[Deployment]
+) -> None:
+    page, token = store.list(limit=100)
+
+    assert [d.id for d in page] == [d.id for d in populated]
+    assert token is None
+    assert all(d.etag for d in page)
+
+
+@pytest.mark.parametrize("limit", [1, 4, 5, 23])
+def test_list_pages_without_duplicates_or_gaps(
+    store: FirestoreDeploymentStore, populated: list[Deployment], limit: int
+) -> None:
+    pages = all_pages(store, limit)
+
+    assert [d for page in pages for d in page] == [d.id for d in populated]
+    assert all(len(page) == limit for page in pages[:-1])
+    assert 1 <= len(pages[-1]) <= limit  # no empty last page
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"states": (State.DEPLOYED,)},
+        {"states": (State.DEPLOYED, State.FAILED)},
+        {"model": "model-1"},
+        {"model": "model-2", "states": (State.DETECTED, State.REJECTED)},
+        {"model": "unknown"},
+    ],
+)
+def test_list_filters(
+    store: FirestoreDeploymentStore, populated: list[Deployment], filters: dict[str, Any]
+) -> None:
+    expected = [
+        d.id
+        for d in populated
+        if d.state in filters.get("states", tuple(State))
+        and filters.get("model", d.model) == d.model
+    ]
+
+    pages = all_pages(store, 3, **filters)
+
+    assert [d for page in pages for d in page] == expected
+
+
+def test_list_rejects_bad_arguments(store: FirestoreDeploymentStore) -> None:
+    with pytest.raises(UsageError, match="page_token"):
+        store.list(page_token="not-a-token")
+    with pytest.raises(UsageError, match="limit"):
+        store.list(limit=0)
+
+
+def test_latest_for_model_picks_the_highest_revision(store: FirestoreDeploymentStore) -> None:
+    for revision, minutes in ((1, 0), (3, 1), (2, 2)):  # revision 2 is the newest created
+        store.create(detected("gemma-ft", revision, T0 + timedelta(minutes=minutes)))
+    store.create(detected("other", 9))
+
+    latest = store.latest_for_model("gemma-ft")
+
+    assert latest is not None and latest.revision == 3 and latest.etag
+    assert store.latest_for_model("missing") is None
