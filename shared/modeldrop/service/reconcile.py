@@ -5,7 +5,7 @@
 - UNDEPLOYING: step the undeploy until the endpoint is gone -> UNDEPLOYED.
 - DETECTED / VALIDATING with an expired lease: validate again (the worker died).
 - VALIDATED with an expired lease: queue again (the message was lost).
-- Any record whose last notification was not confirmed: publish it again.
+- Any record whose last notification was not confirmed (for a while): publish it again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from modeldrop.service.upload import drive_validation, hand_over
 
 log = logs.get("reconcile")
 MAX_DEPLOY_TIME = timedelta(hours=3)
+# A notification still pending this long after its transition was lost (its writer normally
+# publishes it within milliseconds); younger ones are left to their writer.
+PENDING_GRACE = timedelta(seconds=15)
 
 
 @dataclass
@@ -63,7 +66,8 @@ def reconcile(ctx: Context) -> ReconcileReport:
             if result is not None and result.state is not record.state:
                 report.moved[record.id] = str(result.state)
     for record in ctx.store.pending_notifications():
-        publish_pending(ctx, record)
+        if ctx.clock() - record.updated_at >= PENDING_GRACE:
+            publish_pending(ctx, record)
     return report
 
 
