@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench demo clean
+.PHONY: install test lint format bench demo up clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,10 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix shared functions tests
 
 demo: $(STAMP)
-	$(PY) -m modeldrop.local.tiny_model .modeldrop/demo llama
-	$(VENV)/bin/modeldrop validate .modeldrop/demo/llama --policy family
+	$(VENV)/bin/modeldrop demo
+
+up: $(STAMP)
+	$(VENV)/bin/modeldrop up
 
 bench: $(STAMP)
 	$(PY) -m tests.bench

@@ -80,7 +80,98 @@ def build_parser() -> argparse.ArgumentParser:
         "family: any size of a supported family",
     )
     validate.set_defaults(run=_validate)
+    _add_stack(commands)
+    _add_status(commands)
+    _add_local(commands)
     return parser
+
+
+def _stack_config(args: argparse.Namespace):
+    from modeldrop.local.stack import StackConfig
+
+    return StackConfig(
+        settle_seconds=args.settle,
+        completion_mode=args.completion_mode,
+        base_policy=args.policy,
+        engine=args.engine,
+    )
+
+
+def _up(args: argparse.Namespace) -> int:
+    from modeldrop.local import up
+
+    return up.run(_stack_config(args))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from modeldrop.local import demo
+
+    return demo.run(_stack_config(args))
+
+
+def _add_stack(commands: argparse._SubParsersAction) -> None:
+    """`modeldrop up` and `modeldrop demo`: the local stack."""
+    for name, run, text in (
+        ("up", _up, "start the local stack and keep it running until Ctrl-C"),
+        ("demo", _demo, "build a tiny model and take it to DEPLOYED on the local stack"),
+    ):
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument("--settle", type=float, default=0.0,
+                             help="settle window in seconds (default 0)")  # fmt: skip
+        command.add_argument("--completion-mode", choices=["auto", "marker"], default="auto")
+        command.add_argument("--policy", choices=["strict", "family"], default="family",
+                             help="base-model policy (default family: tiny models are not "
+                             "listed sizes)")  # fmt: skip
+        command.add_argument("--engine", choices=["auto", "transformers", "vllm", "echo"],
+                             default="auto", help="the Vertex emulator's engine")  # fmt: skip
+        command.set_defaults(run=run)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from modeldrop.api_client import ApiClient, api_url
+
+    client = ApiClient(api_url(args.api))
+    if args.watch and args.target:
+        last = None
+        for body in client.watch(args.target, args.interval):
+            last = body
+            print(f"{body['updated_at']}  {body['state']:<11} {body['id']}", flush=True)
+        print(json.dumps(last, indent=2))
+        return 0 if last and last["state"] == "DEPLOYED" else 1
+    print(json.dumps(client.status(args.target), indent=2))
+    return 0
+
+
+def _add_status(commands: argparse._SubParsersAction) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show deployments (all, or one by id or model name)",
+        description="Ask the api for the status of deployments. The api URL comes from --api, "
+        "MODELDROP_API_URL or the local stack's .modeldrop/stack.json.",
+    )
+    status.add_argument("target", nargs="?", help="deployment id or model name")
+    status.add_argument(
+        "--watch", action="store_true", help="print each state change until settled"
+    )
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    status.add_argument("--api", help="api base URL")
+    status.set_defaults(run=_status)
+
+
+def _add_local(commands: argparse._SubParsersAction) -> None:
+    """`modeldrop local vertex ...`: the local Vertex AI emulator."""
+    from modeldrop.local.vertex.__main__ import add_arguments, run
+
+    local = commands.add_parser("local", help="run parts of the local stack")
+    parts = local.add_subparsers(dest="local_command", required=True)
+    vertex = parts.add_parser(
+        "vertex",
+        help="local Vertex AI emulator (Model Garden deploy, endpoints, queries)",
+        description="Serve the Vertex AI REST calls modeldrop makes (v1beta1 deploy, operations, "
+        "endpoints, dedicated-endpoint queries) and serve deployed models for real.",
+    )
+    add_arguments(vertex)
+    vertex.set_defaults(run=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

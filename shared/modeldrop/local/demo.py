@@ -60,7 +60,11 @@ class Subscriber:
         self.client.close()
 
 
-def run(workdir: Path = Path(".modeldrop/demo"), timeout: float = 600) -> int:
+def run(
+    config: StackConfig | None = None,
+    workdir: Path = Path(".modeldrop/demo"),
+    timeout: float = 600,
+) -> int:
     from modeldrop.adapters.gcs_folder import default_client
     from modeldrop.local.tiny_model import build_tiny_model
     from modeldrop.local.upload import upload_folder
@@ -69,7 +73,7 @@ def run(workdir: Path = Path(".modeldrop/demo"), timeout: float = 600) -> int:
     folder = build_tiny_model(workdir / MODEL, "llama")
     print("2. starting the local stack (emulators, Vertex AI emulator, functions)")
     started = time.monotonic()
-    with LocalStack(StackConfig()) as stack:
+    with LocalStack(config or StackConfig()) as stack:
         info = stack.connection()
         print(f"   up in {time.monotonic() - started:.1f} s; api at {info['api_url']}")
         subscriber = Subscriber(info["project"], info["events_topic"])

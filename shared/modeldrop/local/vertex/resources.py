@@ -1,0 +1,389 @@
+"""The emulator's resources (operations, endpoints, models) in memory, rendered as REST JSON.
+
+One lock guards the whole registry; every method takes it, so routes and background deploys
+can call in from any thread. JSON is camelCase, as the REST transport sends and expects.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldrop.local.vertex.checks import DeploySpec, MachineSpec
+from modeldrop.local.vertex.errors import (
+    ApiError,
+    already_exists,
+    failed_precondition,
+    not_found,
+)
+
+TYPE_PREFIX = "type.googleapis.com/google.cloud.aiplatform.v1beta1."
+
+
+def now() -> str:
+    """RFC 3339 UTC timestamp with microseconds, as Google APIs write them."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def numeric_id() -> str:
+    """A 19-digit id like the ones Vertex AI generates."""
+    return str(10**18 + secrets.randbelow(8 * 10**18))
+
+
+@dataclass
+class Operation:
+    name: str
+    metadata: dict[str, Any]
+    done: bool = False
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A copy: later updates never touch JSON already handed out."""
+        body: dict[str, Any] = {"name": self.name, "metadata": self.metadata, "done": self.done}
+        if self.error is not None:
+            body["error"] = self.error
+        elif self.response is not None:
+            body["response"] = self.response
+        return copy.deepcopy(body)
+
+
+@dataclass
+class DeployedModel:
+    id: str
+    model: str
+    display_name: str
+    machine: MachineSpec
+    min_replicas: int
+    max_replicas: int
+    spot: bool
+    create_time: str
+    psc: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        resources: dict[str, Any] = {
+            "machineSpec": self.machine.to_json(),
+            "minReplicaCount": self.min_replicas,
+            "maxReplicaCount": self.max_replicas,
+        }
+        if self.spot:
+            resources["spot"] = True
+        body: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model,
+            "displayName": self.display_name,
+            "createTime": self.create_time,
+            "dedicatedResources": resources,
+            "enableContainerLogging": True,
+            "modelVersionId": "1",
+            "status": {"lastUpdateTime": self.create_time, "availableReplicaCount": 1},
+        }
+        if self.psc:
+            body["privateEndpoints"] = {
+                "serviceAttachment": f"projects/local-tp/regions/local/serviceAttachments/{self.id}"
+            }
+        return body
+
+
+@dataclass
+class Endpoint:
+    name: str
+    display_name: str
+    dedicated: bool
+    psc: dict[str, Any] | None
+    create_time: str
+    update_time: str
+    labels: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    deployed_models: list[DeployedModel] = field(default_factory=list)
+    deploys_in_progress: set[str] = field(default_factory=set)  # operation names
+
+    def to_json(self, dns: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "displayName": self.display_name,
+            "deployedModels": [model.to_json() for model in self.deployed_models],
+            "trafficSplit": {model.id: 100 for model in self.deployed_models[:1]},
+            "etag": self.etag,
+            "labels": dict(self.labels),
+            "createTime": self.create_time,
+            "updateTime": self.update_time,
+        }
+        if self.description:
+            body["description"] = self.description
+        if self.dedicated:
+            body["dedicatedEndpointEnabled"] = True
+            body["dedicatedEndpointDns"] = dns
+        if self.psc is not None:
+            body["privateServiceConnectConfig"] = copy.deepcopy(self.psc)
+        return body
+
+    @property
+    def etag(self) -> str:
+        return hashlib.sha256(f"{self.name}@{self.update_time}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Model:
+    name: str
+    display_name: str
+    gcs_uri: str
+    create_time: str
+    deployed_to: dict[str, str] = field(default_factory=dict)  # deployed model id -> endpoint
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "displayName": self.display_name,
+            "artifactUri": self.gcs_uri,
+            "versionId": "1",
+            "versionAliases": ["default"],
+            "createTime": self.create_time,
+            "updateTime": self.create_time,
+            "deployedModels": [
+                {"endpoint": endpoint, "deployedModelId": deployed_id}
+                for deployed_id, endpoint in self.deployed_to.items()
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class DeployStart:
+    """What a newly accepted deploy created."""
+
+    operation: Operation
+    endpoint: str
+    model: str
+    model_id: str  # the model id clients put in "model" when querying
+
+
+class Registry:
+    """Operations, endpoints and models; all methods are thread-safe."""
+
+    def __init__(self, dns: str) -> None:
+        self.dns = dns  # what endpoints report as dedicatedEndpointDns
+        self._lock = threading.RLock()
+        self._operations: dict[str, Operation] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+        self._models: dict[str, Model] = {}
+
+    # operations
+    def operation(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            if name not in self._operations:
+                raise not_found(f"Operation {name} not found.")
+            return self._operations[name].to_json()
+
+    def new_operation(self, parent: str, kind: str, extra: dict[str, Any]) -> Operation:
+        with self._lock:
+            stamp = now()
+            operation = Operation(
+                name=f"{parent}/operations/{numeric_id()}",
+                metadata={
+                    "@type": TYPE_PREFIX + kind,
+                    "genericMetadata": {"createTime": stamp, "updateTime": stamp},
+                    **extra,
+                },
+            )
+            self._operations[operation.name] = operation
+            return operation
+
+    def finish(
+        self,
+        name: str,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            operation = self._operations[name]
+            operation.done = True
+            operation.response, operation.error = response, error
+            operation.metadata["genericMetadata"]["updateTime"] = now()
+
+    # deploy
+    def start_deploy(self, spec: DeploySpec) -> DeployStart:
+        """Create the endpoint and model ids and the Deploy operation; 409 if an id is taken."""
+        with self._lock:
+            endpoint_name = f"{spec.parent}/endpoints/{spec.endpoint_user_id or numeric_id()}"
+            model_id = spec.model_user_id or f"mg-custom-{numeric_id()[:10]}"
+            model_name = f"{spec.parent}/models/{model_id}"
+            if endpoint_name in self._endpoints:
+                raise already_exists(
+                    f"Endpoint {endpoint_name} already exists (endpoint_user_id "
+                    f"{spec.endpoint_user_id!r}). Use another endpoint_user_id, or undeploy and "
+                    "delete the existing endpoint first."
+                )
+            if model_name in self._models:
+                raise already_exists(
+                    f"Model {model_name} already exists (model_user_id {spec.model_user_id!r}). "
+                    "Use another model_user_id or delete the model first."
+                )
+            stamp = now()
+            operation = self.new_operation(
+                spec.parent,
+                "DeployOperationMetadata",
+                {"destination": spec.parent, "modelId": model_id}
+                | ({"projectNumber": spec.project} if spec.project.isdigit() else {}),
+            )
+            self._endpoints[endpoint_name] = Endpoint(
+                name=endpoint_name,
+                display_name=spec.endpoint_display_name,
+                dedicated=spec.dedicated_endpoint,
+                psc=spec.psc,
+                create_time=stamp,
+                update_time=stamp,
+                deploys_in_progress={operation.name},
+            )
+            self._models[model_name] = Model(
+                model_name, spec.model_display_name, spec.gcs_uri, stamp
+            )
+            return DeployStart(operation, endpoint_name, model_name, model_id)
+
+    def finish_deploy(self, start: DeployStart, spec: DeploySpec) -> str:
+        """Add the deployed model to its endpoint and complete the operation; its id."""
+        with self._lock:
+            endpoint = self._endpoints[start.endpoint]
+            stamp = now()
+            deployed = DeployedModel(
+                id=numeric_id(),
+                model=start.model,
+                display_name=spec.model_display_name,
+                machine=spec.machine,
+                min_replicas=spec.min_replicas,
+                max_replicas=spec.max_replicas,
+                spot=spec.spot,
+                create_time=stamp,
+                psc=bool(spec.psc and spec.psc.get("enablePrivateServiceConnect")),
+            )
+            endpoint.deployed_models.append(deployed)
+            endpoint.deploys_in_progress.discard(start.operation.name)
+            endpoint.update_time = stamp
+            self._models[start.model].deployed_to[deployed.id] = start.endpoint
+            self.finish(
+                start.operation.name,
+                response={
+                    "@type": TYPE_PREFIX + "DeployResponse",
+                    "endpoint": start.endpoint,
+                    "model": start.model,
+                },
+            )
+            return deployed.id
+
+    def fail_deploy(self, start: DeployStart, error: ApiError) -> None:
+        """Complete the operation with `error`; the endpoint stays, without the model."""
+        with self._lock:
+            endpoint = self._endpoints.get(start.endpoint)
+            if endpoint is not None:
+                endpoint.deploys_in_progress.discard(start.operation.name)
+            self.finish(start.operation.name, error=error.to_rpc_status())
+
+    # endpoints
+    def endpoint(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self._get_endpoint(name).to_json(self.dns)
+
+    def endpoints(self, parent: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                e.to_json(self.dns)
+                for n, e in self._endpoints.items()
+                if n.startswith(parent + "/")
+            ]
+
+    def deployed(self, name: str) -> tuple[str, str, str, str]:
+        """(deployed model id, model name, model display name, model id) serving `name`."""
+        with self._lock:
+            endpoint = self._get_endpoint(name)
+            if not endpoint.deployed_models:
+                state = "a deploy is in progress" if endpoint.deploys_in_progress else "none"
+                raise failed_precondition(
+                    f"Endpoint {name} has no deployed model ({state}); wait until the deploy "
+                    "operation is done, or check its error."
+                )
+            deployed = endpoint.deployed_models[0]
+            model_id = deployed.model.rsplit("/", 1)[-1]
+            return deployed.id, deployed.model, deployed.display_name, model_id
+
+    def update_endpoint(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply already-checked changes (labels, displayName, description)."""
+        with self._lock:
+            endpoint = self._get_endpoint(name)
+            if "labels" in changes:
+                endpoint.labels = dict(changes["labels"])
+            if "displayName" in changes:
+                endpoint.display_name = changes["displayName"]
+            if "description" in changes:
+                endpoint.description = changes["description"]
+            endpoint.update_time = now()
+            return endpoint.to_json(self.dns)
+
+    def remove_deployed_model(self, name: str, deployed_id: str) -> None:
+        """Take a deployed model off its endpoint; 404 if it is not there."""
+        with self._lock:
+            endpoint = self._get_endpoint(name)
+            for deployed in endpoint.deployed_models:
+                if deployed.id == deployed_id:
+                    endpoint.deployed_models.remove(deployed)
+                    endpoint.update_time = now()
+                    model = self._models.get(deployed.model)
+                    if model is not None:
+                        model.deployed_to.pop(deployed_id, None)
+                    return
+            ids = [d.id for d in endpoint.deployed_models] or "none"
+            raise not_found(
+                f"Deployed model {deployed_id!r} not found on endpoint {name} (deployed: {ids})."
+            )
+
+    def delete_endpoint(self, name: str) -> None:
+        """Delete an endpoint; 400 FAILED_PRECONDITION while models are deployed or deploying."""
+        with self._lock:
+            endpoint = self._get_endpoint(name)
+            if endpoint.deployed_models:
+                ids = ", ".join(d.id for d in endpoint.deployed_models)
+                raise failed_precondition(
+                    f"Endpoint {name} has deployed models ({ids}); undeploy them before "
+                    "deleting the endpoint."
+                )
+            if endpoint.deploys_in_progress:
+                raise failed_precondition(
+                    f"Endpoint {name} has a deploy in progress "
+                    f"({', '.join(sorted(endpoint.deploys_in_progress))}); wait for it to finish."
+                )
+            del self._endpoints[name]
+
+    def _get_endpoint(self, name: str) -> Endpoint:
+        if name not in self._endpoints:
+            raise not_found(f"Endpoint {name} not found.")
+        return self._endpoints[name]
+
+    # models
+    def model(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            if name not in self._models:
+                raise not_found(f"Model {name} not found.")
+            return self._models[name].to_json()
+
+    def delete_model(self, name: str) -> None:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise not_found(f"Model {name} not found.")
+            if model.deployed_to:
+                raise failed_precondition(
+                    f"Model {name} is deployed to {sorted(set(model.deployed_to.values()))}; "
+                    "undeploy it first."
+                )
+            del self._models[name]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "endpoints": [e.to_json(self.dns) for e in self._endpoints.values()],
+                "models": [m.to_json() for m in self._models.values()],
+                "operations": [o.to_json() for o in self._operations.values()],
+            }

@@ -1,0 +1,139 @@
+"""The event pipeline on the whole local stack: emulators, Vertex emulator, four functions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+
+from modeldrop.adapters.gcs_folder import default_client
+from modeldrop.adapters.pubsub_events import parse_event
+from modeldrop.local.upload import upload_folder
+
+SETTLED = {"DEPLOYED", "REJECTED", "FAILED", "SUPERSEDED"}
+
+
+def upload(stack, folder: Path, name: str, order: list[str] | None = None) -> None:
+    prefix = f"{stack.config.root_prefix}{name}"
+    upload_folder(default_client(), folder, stack.config.bucket, prefix, order)
+
+
+def wait_state(stack, name: str, states=SETTLED, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        response = requests.get(f"{stack.urls['api']}/v1/models/{name}", timeout=10)
+        body = response.json()
+        if response.ok and body["state"] in states:
+            return body
+        time.sleep(0.3)
+    raise TimeoutError(f"{name} never reached {states}: {body}")
+
+
+def states_of(stack, deployment_id: str) -> list[str]:
+    return [m.attributes["state"] for m in stack.events.for_deployment(deployment_id)]
+
+
+def test_upload_to_deployed_with_ordered_cloudevents(stack, tiny_model):
+    upload(stack, tiny_model, "happy")
+    status = wait_state(stack, "happy")
+    assert status["state"] == "DEPLOYED", status
+    assert status["endpoint_dns"] and status["endpoint"].endswith(status["id"])
+    stack.events.wait_for(lambda _: "DEPLOYED" in states_of(stack, status["id"]), 30)
+    states = states_of(stack, status["id"])
+    assert states == ["DETECTED", "VALIDATING", "VALIDATED", "DEPLOYING", "DEPLOYED"], states
+    for message in stack.events.for_deployment(status["id"]):
+        event = parse_event(message)
+        assert event["specversion"] == "1.0"
+        assert event["type"] == f"dev.modeldrop.deployment.{message.attributes['state'].lower()}"
+        assert event["subject"] == status["id"] and event["source"] and event["id"]
+        assert (
+            event.data["id"] == status["id"] and event.data["state"] == message.attributes["state"]
+        )
+
+
+def test_out_of_order_upload_waits_for_the_last_file(stack, tiny_model):
+    names = sorted(p.name for p in tiny_model.iterdir())
+    for last in ("config.json", "tokenizer.json"):
+        name = f"late-{last.split('.')[0]}"
+        order = [n for n in names if n != last] + [last]
+        upload(stack, tiny_model, name, order)
+        status = wait_state(stack, name, {"VALIDATED", "DEPLOYING", "DEPLOYED", "REJECTED"})
+        assert status["state"] != "REJECTED", status["findings"]
+        assert status["history"][0]["state"] == "DETECTED"
+
+
+def test_rejected_folder_notifies_with_findings(stack, tiny_model, tmp_path):
+    broken = tmp_path / "gptq"
+    shutil.copytree(tiny_model, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+    (broken / "config.json").write_text(json.dumps(config))
+    upload(stack, broken, "gptq-model")
+    status = wait_state(stack, "gptq-model")
+    assert status["state"] == "REJECTED" and status["error"]["code"] == "QUANTIZED_CONFIG"
+    stack.events.wait_for(lambda _: "REJECTED" in states_of(stack, status["id"]), 30)
+    rejection = next(
+        parse_event(m) for m in stack.events.for_deployment(status["id"])
+        if m.attributes["state"] == "REJECTED"
+    )  # fmt: skip
+    codes = [f["code"] for f in rejection.data["validation"]["findings"]]
+    assert "QUANTIZED_CONFIG" in codes
+
+
+def test_reupload_with_changed_weights_is_a_new_revision(stack, tiny_model, tmp_path):
+    first = wait_state(stack, "happy")
+    changed = tmp_path / "changed"
+    shutil.copytree(tiny_model, changed)
+    upload(stack, changed, "happy", ["model.safetensors"])
+    newest = wait_state(stack, "happy", {"VALIDATED", "DEPLOYING", "DEPLOYED"})
+    deadline = time.monotonic() + 30
+    while newest["id"] == first["id"] and time.monotonic() < deadline:
+        time.sleep(0.3)
+        newest = wait_state(stack, "happy", {"VALIDATED", "DEPLOYING", "DEPLOYED"})
+    assert newest["id"] != first["id"] and newest["revision"] > first["revision"]
+    listed = requests.get(f"{stack.urls['api']}/v1/deployments?model=happy", timeout=10).json()
+    assert {d["id"] for d in listed["deployments"]} >= {first["id"], newest["id"]}
+
+
+def storage_event(bucket: str, name: str, generation: int, number: int) -> tuple[dict, bytes]:
+    event = CloudEvent(
+        {"type": "google.cloud.storage.object.v1.finalized",
+         "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+         "subject": f"objects/{name}", "id": f"dup-{number}"},
+        {"bucket": bucket, "name": name, "generation": str(generation)},
+    )  # fmt: skip
+    return to_binary(event)
+
+
+def test_duplicate_storm_deploys_once_and_notifies_once(stack, tiny_model):
+    vertex_before = requests.get(f"{stack.urls['vertex']}/emulator/state", timeout=10).json()
+    upload(stack, tiny_model, "storm")
+    first = wait_state(stack, "storm", {"VALIDATED", "DEPLOYING", "DEPLOYED"})
+    last_object = (
+        f"{stack.config.root_prefix}storm/{sorted(p.name for p in tiny_model.iterdir())[-1]}"
+    )
+
+    def fire(number: int) -> int:
+        headers, body = storage_event(stack.config.bucket, last_object, 1, number)
+        return requests.post(
+            stack.urls["validate"], data=body, headers=headers, timeout=120
+        ).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(fire, range(200)))
+    assert set(codes) == {200}, codes
+    status = wait_state(stack, "storm")
+    assert status["state"] == "DEPLOYED" and status["id"] == first["id"]
+    time.sleep(3)  # let any (wrong) duplicate work surface
+    vertex_after = requests.get(f"{stack.urls['vertex']}/emulator/state", timeout=10).json()
+    ours = [e for e in vertex_after["endpoints"] if e["name"].endswith(status["id"])]
+    assert len(ours) == 1
+    assert vertex_after["deploy_calls"] - vertex_before["deploy_calls"] == 1
+    assert states_of(stack, status["id"]).count("DEPLOYED") == 1

@@ -1,0 +1,747 @@
+"""The local Vertex AI emulator against fake-gcs-server, with a real engine serving a tiny model.
+
+What the SDK actually sends (recorded by `Recorder` in test_sdk_deploy_label_undeploy_delete,
+google-cloud-aiplatform 2.7, v1beta1, transport="rest"):
+
+- Deploy: POST /v1beta1/projects/P/locations/L:deploy?%24alt=json%3Benum-encoding%3Dint with a
+  camelCase body WITHOUT `destination` (it travels in the URL only), enums as integers
+  (acceleratorType 11 = NVIDIA_L4) and every false/zero/empty field left out
+  (enablePrivateServiceConnect false, spot false, acceptEula false do not appear).
+- Operation polling: GET /ui/projects/P/locations/L/operations/ID (no query string).
+- get_endpoint: GET /v1beta1/{name}?%24alt=json%3Benum-encoding%3Dint.
+- update_endpoint: PATCH /v1beta1/{name}?updateMask=labels&%24alt=... with {"labels": {...}}
+  (the name is not repeated in the body).
+- undeploy_model: POST /v1beta1/{endpoint}:undeployModel with {"deployedModelId": "..."}.
+- delete_endpoint: DELETE /v1beta1/{name} with an empty body.
+- Errors map by HTTP status only (google.api_core.exceptions.from_http_status): 400 ->
+  BadRequest (also for FAILED_PRECONDITION), 404 -> NotFound, 409 -> Conflict (not
+  AlreadyExists), 403 -> Forbidden, 429 -> TooManyRequests, 503 -> ServiceUnavailable.
+
+The engine is `transformers serve` on CPU; tests count tokens and chunks, never compare text.
+The request checks and fault mode run with the "echo" engine (no torch needed): they exercise
+the control plane only and claim nothing about serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from modeldrop.local.emulators import free_port
+from modeldrop.local.vertex import VertexEmulator
+from modeldrop.local.vertex.faults import ENV_VAR
+
+PROJECT, LOCATION = "modeldrop-local", "us-central1"
+PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
+BUCKET = "vertex-emulator-it"
+DEPLOY_TIMEOUT_S = 180
+SERVING_MODULES = ("torch", "transformers", "fastapi", "uvicorn")
+MISSING_SERVING = [m for m in SERVING_MODULES if importlib.util.find_spec(m) is None]
+SKIP_SERVING = (
+    f"SERVING MISSING: {', '.join(MISSING_SERVING)} not installed; the emulator cannot serve "
+    "a model here (pip install -e '.[local-serving]')"
+)
+SSE_DONE = "data: [DONE]"
+serving_test = pytest.mark.serving  # needs torch and transformers (skips loudly without)
+
+
+def sdk_deploy_body(uri: str, endpoint_id: str, model_id: str) -> dict[str, Any]:
+    """The body ModelGardenServiceClient(transport="rest").deploy sends (recorded below)."""
+    return {
+        "customModel": {"gcsUri": uri},
+        "modelConfig": {"modelDisplayName": model_id, "modelUserId": model_id},
+        "endpointConfig": {
+            "endpointDisplayName": endpoint_id,
+            "dedicatedEndpointEnabled": True,
+            "endpointUserId": endpoint_id,
+        },
+        "deployConfig": {
+            "dedicatedResources": {
+                "machineSpec": {
+                    "machineType": "g2-standard-12",
+                    "acceleratorType": 11,
+                    "acceleratorCount": 1,
+                },
+                "minReplicaCount": 1,
+                "maxReplicaCount": 1,
+            }
+        },
+    }
+
+
+def rest_deploy(base: str, body: Any) -> requests.Response:
+    return requests.post(
+        f"{base}/v1beta1/{PARENT}:deploy?$alt=json;enum-encoding=int", json=body, timeout=30
+    )
+
+
+def wait_operation(base: str, name: str, timeout: float = DEPLOY_TIMEOUT_S) -> dict[str, Any]:
+    """Poll the operation at the /ui path (as the SDK does) until it is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        operation = requests.get(f"{base}/ui/{name}", timeout=10).json()
+        if operation.get("done"):
+            return operation
+        time.sleep(0.1)
+    raise AssertionError(f"operation {name} not done after {timeout} s")
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def sse_events(
+    response: requests.Response, start: float | None = None
+) -> Iterator[tuple[float, str]]:
+    """(seconds since `start`, the perf_counter before the call, data) per SSE event."""
+    start = time.perf_counter() if start is None else start
+    for line in response.iter_lines(decode_unicode=True):
+        if line and line.startswith("data: "):
+            yield time.perf_counter() - start, line
+
+
+class Recorder:
+    """WSGI middleware keeping (method, path, query, body) of every request."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self.calls: list[tuple[str, str, str, bytes]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        self.calls.append(
+            (environ["REQUEST_METHOD"], environ["PATH_INFO"], environ["QUERY_STRING"], body)
+        )
+        return self.app(environ, start_response)
+
+
+def upload_folder(client: Any, folder: Path, prefix: str) -> str:
+    bucket = client.bucket(BUCKET)
+    for path in sorted(folder.iterdir()):
+        bucket.blob(f"{prefix}/{path.name}").upload_from_filename(str(path))
+    return f"gs://{BUCKET}/{prefix}"
+
+
+# fixtures
+@pytest.fixture(scope="module")
+def gcs(fake_gcs: Any) -> Any:
+    """fake-gcs-server with the test bucket; `client` is its storage.Client."""
+    from google.api_core.exceptions import Conflict
+
+    with contextlib.suppress(Conflict):
+        fake_gcs.client.create_bucket(BUCKET)
+    return fake_gcs
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if MISSING_SERVING:
+        pytest.skip(SKIP_SERVING)
+    from modeldrop.local.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def tiny_uri(gcs: Any, model_folder: Path) -> str:
+    return upload_folder(gcs.client, model_folder, "models/tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def broken_uri(gcs: Any, model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model with its weights cut to 1000 bytes: listed fine, cannot load."""
+    broken = tmp_path_factory.mktemp("broken") / "broken"
+    shutil.copytree(model_folder, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return upload_folder(gcs.client, broken, "models/broken")
+
+
+@pytest.fixture(scope="module")
+def serving(gcs: Any, tiny_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The emulator with the transformers engine; checks that stopping it leaves no engine."""
+    emulator = VertexEmulator(
+        engine="transformers", cache_dir=tmp_path_factory.mktemp("vertex-cache"), faults=""
+    ).start()
+    try:
+        yield emulator
+    finally:
+        pids = [e["pid"] for e in emulator.control.engines() if e.get("pid")]
+        emulator.stop()
+        assert all(wait_gone(pid) for pid in pids), f"engines left running: {pids}"
+
+
+@dataclass
+class Deployed:
+    endpoint: str  # resource name
+    query_base: str  # http://{dedicatedEndpointDns}/v1beta1/{endpoint}
+    model_id: str
+    deployed_id: str
+    pid: int
+    seconds: float  # deploy call to operation done
+
+
+@pytest.fixture(scope="module")
+def deployed(serving: Any, tiny_uri: str) -> Iterator[Deployed]:
+    """The tiny model deployed through raw REST (the SDK's JSON); undeployed and deleted after,
+    through REST too, checking that its engine process is gone."""
+    started = time.perf_counter()
+    response = rest_deploy(serving.url, sdk_deploy_body(tiny_uri, "tiny-ep", "tiny-model"))
+    assert response.status_code == 200, response.text
+    operation = wait_operation(serving.url, response.json()["name"])
+    seconds = time.perf_counter() - started
+    assert "error" not in operation, operation
+    endpoint = requests.get(f"{serving.url}/v1beta1/{PARENT}/endpoints/tiny-ep", timeout=10).json()
+    pid = next(e["pid"] for e in serving.control.engines() if e["endpoint"] == endpoint["name"])
+    yield Deployed(
+        endpoint=endpoint["name"],
+        query_base=f"http://{endpoint['dedicatedEndpointDns']}/v1beta1/{endpoint['name']}",
+        model_id="tiny-model",
+        deployed_id=endpoint["deployedModels"][0]["id"],
+        pid=pid,
+        seconds=seconds,
+    )
+    undeploy = requests.post(
+        f"{serving.url}/v1beta1/{endpoint['name']}:undeployModel",
+        json={"deployedModelId": endpoint["deployedModels"][0]["id"]},
+        timeout=30,
+    )
+    assert undeploy.status_code == 200, undeploy.text
+    assert "error" not in wait_operation(serving.url, undeploy.json()["name"], 60)
+    assert wait_gone(pid, 1), f"engine {pid} still running after undeploy"
+    delete = requests.delete(f"{serving.url}/v1beta1/{endpoint['name']}", timeout=30)
+    assert delete.status_code == 200 and delete.json()["done"], delete.text
+
+
+@pytest.fixture(scope="module")
+def echo(gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An emulator with the echo engine (control-plane checks, faults, proxy concurrency)."""
+    folder = tmp_path_factory.mktemp("echo") / "echo-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    upload_folder(gcs.client, folder, "models/echo-model")
+    with VertexEmulator(engine="echo", cache_dir=folder.parent / "cache", faults="") as emulator:
+        yield emulator
+
+
+ECHO_URI = f"gs://{BUCKET}/models/echo-model"
+
+
+def sdk_clients(url: str) -> tuple[Any, Any]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1beta1 as v1beta1
+
+    options = {"api_endpoint": url}
+    credentials = AnonymousCredentials()
+    return (
+        v1beta1.ModelGardenServiceClient(
+            transport="rest", client_options=options, credentials=credentials
+        ),
+        v1beta1.EndpointServiceClient(
+            transport="rest", client_options=options, credentials=credentials
+        ),
+    )
+
+
+# deploy through REST: operation, endpoint, dedicated DNS
+@serving_test
+def test_rest_deploy_reaches_ready_with_the_dedicated_endpoint(
+    serving: Any, deployed: Deployed
+) -> None:
+    endpoint = requests.get(f"{serving.url}/v1beta1/{deployed.endpoint}", timeout=10).json()
+    assert endpoint["dedicatedEndpointEnabled"] is True
+    assert endpoint["dedicatedEndpointDns"] == serving.host
+    assert endpoint["labels"] == {} and endpoint["trafficSplit"] == {deployed.deployed_id: 100}
+    model = endpoint["deployedModels"][0]
+    assert model["model"] == f"{PARENT}/models/tiny-model"
+    assert model["dedicatedResources"]["machineSpec"] == {
+        "machineType": "g2-standard-12",
+        "acceleratorType": "NVIDIA_L4",
+        "acceleratorCount": 1,
+    }
+    assert model["status"]["availableReplicaCount"] == 1
+    operations = serving.registry.snapshot()["operations"]
+    deploy_op = next(
+        o for o in operations if o.get("response", {}).get("endpoint") == endpoint["name"]
+    )
+    for prefix in ("ui", "v1beta1"):  # the SDK polls /ui; both answer the same
+        assert requests.get(f"{serving.url}/{prefix}/{deploy_op['name']}").json() == deploy_op
+    assert deploy_op["response"]["@type"].endswith("v1beta1.DeployResponse")
+    assert deploy_op["metadata"]["@type"].endswith("v1beta1.DeployOperationMetadata")
+    print(f"\ndeploy to ready: {deployed.seconds:.2f} s (tiny llama, transformers serve, CPU)")
+
+
+@serving_test
+def test_second_deploy_with_the_same_endpoint_id_conflicts(
+    serving: Any, deployed: Deployed, tiny_uri: str
+) -> None:
+    response = rest_deploy(serving.url, sdk_deploy_body(tiny_uri, "tiny-ep", "another-model"))
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["status"] == "ALREADY_EXISTS" and deployed.endpoint in error["message"]
+
+
+@serving_test
+def test_delete_with_a_deployed_model_and_unknown_undeploy_are_refused(
+    serving: Any, deployed: Deployed
+) -> None:
+    delete = requests.delete(f"{serving.url}/v1beta1/{deployed.endpoint}", timeout=10)
+    assert delete.status_code == 400 and delete.json()["error"]["status"] == "FAILED_PRECONDITION"
+    undeploy = requests.post(
+        f"{serving.url}/v1beta1/{deployed.endpoint}:undeployModel",
+        json={"deployedModelId": "42"},
+        timeout=10,
+    )
+    assert (
+        undeploy.status_code == 404 and deployed.deployed_id in undeploy.json()["error"]["message"]
+    )
+    unknown = requests.get(f"{serving.url}/v1beta1/{PARENT}/endpoints/nope", timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"
+
+
+# queries on the dedicated endpoint
+@serving_test
+def test_chat_completion_unary(deployed: Deployed) -> None:
+    body = {
+        "model": deployed.model_id,
+        "temperature": 0,
+        "top_p": 1,
+        "max_tokens": 12,
+        "ignore_eos": True,  # vLLM-only: translated for transformers serve, not a 422
+        "messages": [{"role": "user", "content": "How to tell the time by looking at the sky?"}],
+    }
+    response = requests.post(f"{deployed.query_base}/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["object"] == "chat.completion" and answer["model"] == deployed.model_id
+    assert answer["usage"]["completion_tokens"] == 12
+    assert isinstance(answer["choices"][0]["message"]["content"], str)
+
+
+@serving_test
+def test_chat_completion_streams_chunk_by_chunk(deployed: Deployed) -> None:
+    body = {
+        "model": deployed.model_id,
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": 48,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "How to tell the time by looking at the sky?"}],
+    }
+    url = f"{deployed.query_base}/chat/completions"
+    start = time.perf_counter()
+    with requests.post(url, json=body, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = list(sse_events(response, start))
+    assert events[-1][1] == SSE_DONE  # added where transformers serve leaves it out
+    chunks = [json.loads(data[len("data: ") :]) for _, data in events[:-1]]
+    content = [
+        (t, c)
+        for (t, _), c in zip(events, chunks, strict=False)
+        if c["choices"][0]["delta"].get("content")
+    ]
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 48
+    assert 1 < len(content) <= 48 and all(c["model"] == deployed.model_id for c in chunks)
+    first_token, total = content[0][0], events[-1][0]
+    assert first_token < total / 2, (
+        f"first token at {first_token:.3f} s of {total:.3f} s: buffered?"
+    )
+    seen = len(content)
+    print(f"\nfirst token {first_token * 1e3:.1f} ms of {total * 1e3:.1f} ms, {seen} chunks")
+
+
+@serving_test
+def test_predict_answers_in_model_garden_format(deployed: Deployed) -> None:
+    instance = {"prompt": "How to tell the time?", "temperature": 0, "top_p": 1, "max_tokens": 6}
+    body = {"instances": [{**instance, "ignore_eos": True}, {**instance, "raw_response": True}]}
+    response = requests.post(f"{deployed.query_base}:predict", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["deployedModelId"] == deployed.deployed_id
+    assert answer["model"] == f"{PARENT}/models/tiny-model"
+    formatted, raw = answer["predictions"]
+    assert formatted.startswith("Prompt:\nHow to tell the time?\nOutput:\n")
+    assert not raw.startswith("Prompt:")
+
+
+@serving_test
+def test_stream_raw_predict_passes_the_completion_stream(deployed: Deployed) -> None:
+    instance = {"prompt": "How", "temperature": 0, "max_tokens": 10, "ignore_eos": True}
+    body = {"instances": [{**instance, "stream": True}]}
+    url = f"{deployed.query_base}:streamRawPredict"
+    with requests.post(url, json=body, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        events = [data for _, data in sse_events(response)]
+    assert events[-1] == SSE_DONE
+    chunks = [json.loads(data[len("data: ") :]) for data in events[:-1]]
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert chunks[-1]["usage"]["completion_tokens"] == 10
+
+
+@serving_test
+def test_concurrent_streams_all_finish(deployed: Deployed) -> None:
+    body = {"stream": True, "temperature": 0, "max_tokens": 8, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    results: list[int] = []
+
+    def one() -> None:
+        url = f"{deployed.query_base}/chat/completions"
+        with requests.post(url, json=body, stream=True, timeout=120) as response:
+            events = [data for _, data in sse_events(response)]
+        results.append(json.loads(events[-2][len("data: ") :])["usage"]["completion_tokens"])
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert results == [8] * 4
+
+
+@serving_test
+def test_queries_to_unknown_or_undeployed_endpoints(serving: Any, deployed: Deployed) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    unknown = requests.post(f"{serving.url}/v1beta1/{PARENT}/endpoints/nope/chat/completions",
+                            json=body, timeout=10)  # fmt: skip
+    assert unknown.status_code == 404
+    bad = requests.post(f"{deployed.query_base}:predict", json={"instances": [{}]}, timeout=10)
+    assert bad.status_code == 400 and '"prompt"' in bad.json()["error"]["message"]
+
+
+# a model that cannot load
+@serving_test
+def test_model_that_cannot_load_fails_its_operation_only(
+    serving: Any, deployed: Deployed, broken_uri: str
+) -> None:
+    response = rest_deploy(serving.url, sdk_deploy_body(broken_uri, "broken-ep", "broken-model"))
+    assert response.status_code == 200, response.text
+    endpoint = f"{PARENT}/endpoints/broken-ep"
+    early = requests.post(
+        f"{serving.url}/v1beta1/{endpoint}/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert early.status_code == 400 and early.json()["error"]["status"] == "FAILED_PRECONDITION"
+    operation = wait_operation(serving.url, response.json()["name"])
+    assert operation["error"]["code"] == 3
+    assert "SafetensorError" in operation["error"]["message"], operation["error"]["message"]
+    assert "response" not in operation
+    got = requests.get(f"{serving.url}/v1beta1/{endpoint}", timeout=10).json()
+    assert got["deployedModels"] == []
+    assert all(e["endpoint"] != endpoint for e in serving.control.engines())
+    # the other model never noticed
+    ok = requests.post(
+        f"{deployed.query_base}/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0},
+        timeout=60,
+    )
+    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 3
+    deleted = requests.delete(f"{serving.url}/v1beta1/{endpoint}", timeout=10)
+    assert deleted.status_code == 200 and deleted.json()["done"] is True
+
+
+# the real SDK, recorded
+@serving_test
+def test_sdk_deploy_label_undeploy_delete(serving: Any, tiny_uri: str) -> None:
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1beta1 as v1beta1
+    from google.protobuf import field_mask_pb2
+
+    recorder = Recorder(serving.app.wsgi_app)
+    serving.app.wsgi_app = recorder
+    try:
+        garden, endpoints = sdk_clients(serving.url)
+        request = v1beta1.DeployRequest(
+            destination=PARENT,
+            custom_model=v1beta1.DeployRequest.CustomModel(gcs_uri=tiny_uri),
+            model_config=v1beta1.DeployRequest.ModelConfig(
+                model_display_name="sdk-model", model_user_id="sdk-model", accept_eula=False
+            ),
+            endpoint_config=v1beta1.DeployRequest.EndpointConfig(
+                endpoint_display_name="sdk-ep",
+                endpoint_user_id="sdk-ep",
+                dedicated_endpoint_enabled=True,
+            ),
+            deploy_config=v1beta1.DeployRequest.DeployConfig(
+                dedicated_resources=v1beta1.DedicatedResources(
+                    machine_spec=v1beta1.MachineSpec(
+                        machine_type="g2-standard-12",
+                        accelerator_type=v1beta1.AcceleratorType.NVIDIA_L4,
+                        accelerator_count=1,
+                    ),
+                    min_replica_count=1,
+                    max_replica_count=1,
+                    spot=False,
+                )
+            ),
+        )
+        result = garden.deploy(request=request).result(timeout=DEPLOY_TIMEOUT_S)
+        assert result.endpoint == f"{PARENT}/endpoints/sdk-ep"
+        assert result.model == f"{PARENT}/models/sdk-model"
+
+        endpoint = endpoints.get_endpoint(name=result.endpoint)
+        assert endpoint.dedicated_endpoint_dns == serving.host
+        machine = endpoint.deployed_models[0].dedicated_resources.machine_spec
+        assert machine.accelerator_type == v1beta1.AcceleratorType.NVIDIA_L4
+        labelled = endpoints.update_endpoint(
+            endpoint=v1beta1.Endpoint(name=result.endpoint, labels={"modeldrop-id": "abc"}),
+            update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+        )
+        assert dict(labelled.labels) == {"modeldrop-id": "abc"}
+
+        # clients follow dedicatedEndpointDns to query, as on Google Cloud
+        chat = requests.post(
+            f"http://{endpoint.dedicated_endpoint_dns}/v1beta1/{result.endpoint}/chat/completions",
+            json={"model": "sdk-model", "messages": [{"role": "user", "content": "hi"}],
+                  "max_tokens": 2, "temperature": 0},
+            timeout=60,
+        )  # fmt: skip
+        assert chat.status_code == 200 and chat.json()["model"] == "sdk-model"
+
+        pid = next(e["pid"] for e in serving.control.engines() if e["endpoint"] == result.endpoint)
+        deployed_id = endpoint.deployed_models[0].id
+        endpoints.undeploy_model(endpoint=result.endpoint, deployed_model_id=deployed_id).result(
+            timeout=60
+        )
+        assert wait_gone(pid, 1), f"engine {pid} still running after undeploy"
+        endpoints.delete_endpoint(name=result.endpoint).result(timeout=60)
+        with pytest.raises(exceptions.NotFound):
+            endpoints.get_endpoint(name=result.endpoint)
+        with pytest.raises(exceptions.Conflict, match="sdk-model already exists"):
+            garden.deploy(request=request)  # the model outlives its endpoint, as on Vertex AI
+    finally:
+        serving.app.wsgi_app = recorder.app
+
+    calls = recorder.calls
+    method, path, query, body = calls[0]
+    assert (method, path, query) == (
+        "POST", f"/v1beta1/{PARENT}:deploy", "%24alt=json%3Benum-encoding%3Dint"
+    )  # fmt: skip
+    expected = sdk_deploy_body(tiny_uri, "sdk-ep", "sdk-model")
+    expected["modelConfig"]["modelDisplayName"] = "sdk-model"
+    assert json.loads(body) == expected  # no destination, enum as 11, no false fields
+    polls = [p for m, p, _, _ in calls if m == "GET" and "/operations/" in p]
+    assert polls and all(p.startswith(f"/ui/{PARENT}/") for p in polls)
+    patch = next(c for c in calls if c[0] == "PATCH")
+    assert patch[2].startswith("updateMask=labels&") and json.loads(patch[3]) == {
+        "labels": {"modeldrop-id": "abc"}
+    }
+    undeploy = next(c for c in calls if c[1].endswith(":undeployModel"))
+    assert json.loads(undeploy[3]) == {"deployedModelId": deployed_id}
+    assert next(c for c in calls if c[0] == "DELETE")[3] == b""
+
+
+# request checks through HTTP and the SDK (echo engine: control plane only)
+@pytest.mark.parametrize(
+    ("change", "status", "needle"),
+    [
+        ({"destination": "projects/x/locations/us-central1"}, 400, "does not match"),
+        ({"deployConfig": {"dedicatedResources": {"machineSpec": {"machineType": "n1-highmem-2",
+          "acceleratorType": 11, "acceleratorCount": 1}, "minReplicaCount": 1}}}, 400,
+         "not supported"),
+        ({"deployConfig": {"dedicatedResources": {"machineSpec": {"machineType": "g2-standard-12",
+          "acceleratorType": 99, "acceleratorCount": 1}, "minReplicaCount": 1}}}, 400,
+         "AcceleratorType), 99"),
+        ({"deployConfig": {"dedicatedResources": {"machineSpec": {"machineType": "g2-standard-12",
+          "acceleratorType": 11, "acceleratorCount": 1}, "minReplicaCount": 2,
+          "maxReplicaCount": 1}}}, 400, "below min_replica_count"),
+        ({"customModel": {"gcsUri": "gs://no-such-bucket-emu/models/x"}}, 404,
+         "Bucket no-such-bucket-emu not found"),
+        ({"customModel": {"gcsUri": f"gs://{BUCKET}/models/nothing-here"}}, 400, "holds no files"),
+        ({"endpointConfig": {"endpointUserId": "Bad_Id"}}, 400, "endpoint_user_id 'Bad_Id'"),
+    ],
+)  # fmt: skip
+def test_bad_deploy_requests_are_refused(
+    echo: Any, change: dict[str, Any], status: int, needle: str
+) -> None:
+    response = rest_deploy(echo.url, {**sdk_deploy_body(ECHO_URI, "x-ep", "x-model"), **change})
+    assert response.status_code == status, response.text
+    assert needle in response.json()["error"]["message"]
+    assert "x-ep" not in json.dumps(echo.registry.snapshot()["endpoints"])  # nothing created
+
+
+def test_sdk_sees_the_matching_exception_classes(echo: Any) -> None:
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1beta1 as v1beta1
+
+    garden, _ = sdk_clients(echo.url)
+    request = v1beta1.DeployRequest(
+        destination=PARENT,
+        custom_model=v1beta1.DeployRequest.CustomModel(gcs_uri=f"gs://{BUCKET}/models/missing"),
+    )
+    with pytest.raises(exceptions.BadRequest, match="holds no files"):
+        garden.deploy(request=request)
+    request.custom_model.gcs_uri = "gs://no-such-bucket-emu/x"
+    with pytest.raises(exceptions.NotFound):
+        garden.deploy(request=request)
+    request.custom_model.gcs_uri = ECHO_URI
+    request.endpoint_config.endpoint_user_id = "twice-ep"
+    garden.deploy(request=request).result(timeout=30)
+    with pytest.raises(exceptions.Conflict, match=f"{PARENT}/endpoints/twice-ep"):
+        garden.deploy(request=request)
+
+
+def test_echo_engine_answers_through_the_proxy(echo: Any) -> None:
+    response = rest_deploy(echo.url, sdk_deploy_body(ECHO_URI, "echo-ep", "echo-model"))
+    assert "error" not in wait_operation(echo.url, response.json()["name"], 30)
+    base = f"{echo.url}/v1beta1/{PARENT}/endpoints/echo-ep"
+    body = {"stream": True, "max_tokens": 5, "messages": [{"role": "user", "content": "a b"}]}
+    counts: list[int] = []
+
+    def one() -> None:
+        with requests.post(f"{base}/chat/completions", json=body, stream=True, timeout=30) as r:
+            counts.append(sum(1 for _ in sse_events(r)))
+
+    threads = [threading.Thread(target=one) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert counts == [7] * 32  # 5 tokens, the final usage chunk, [DONE]
+    predict = requests.post(f"{base}:predict", json={"instances": [{"prompt": "x y"}]}, timeout=10)
+    assert predict.json()["predictions"][0].startswith("Prompt:\nx y\nOutput:\n")
+
+
+# fault mode
+def test_faults_from_the_environment(
+    gcs: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from google.api_core import exceptions
+
+    monkeypatch.setenv(ENV_VAR, "503x2,429x1")
+    with VertexEmulator(engine="echo", cache_dir=tmp_path) as emulator:
+        _, endpoints = sdk_clients(emulator.url)
+        name = f"{PARENT}/endpoints/missing"
+        with pytest.raises(exceptions.ServiceUnavailable):
+            endpoints.get_endpoint(name=name)
+        url = f"{emulator.url}/v1beta1/{name}"
+        second, third, fourth = (requests.get(url, timeout=10) for _ in range(3))
+        assert second.status_code == 503 and second.json()["error"]["status"] == "UNAVAILABLE"
+        assert third.status_code == 429 and "Quota exceeded" in third.json()["error"]["message"]
+        assert fourth.status_code == 404  # faults used up: the real answer again
+
+
+def test_faults_from_the_admin_route(echo: Any) -> None:
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1beta1 as v1beta1
+
+    admin = f"{echo.url}/emulator/faults"
+    garden, endpoints = sdk_clients(echo.url)
+    body = sdk_deploy_body(ECHO_URI, "fault-ep", "fault-model")
+    assert requests.post(admin, json={"status": 403, "routes": ["deploy"]}).status_code == 200
+    with pytest.raises(exceptions.NotFound):  # not a deploy: untouched
+        endpoints.get_endpoint(name=f"{PARENT}/endpoints/fault-ep")
+    forbidden = rest_deploy(echo.url, body)
+    assert forbidden.status_code == 403
+    assert "aiplatform.endpoints.deploy" in forbidden.json()["error"]["message"]
+
+    requests.post(admin, json={"faults": [{"status": 429, "routes": ["deploy"]},
+                                          {"status": 504, "count": 2}]})  # fmt: skip
+    quota = rest_deploy(echo.url, body).json()["error"]
+    assert "aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus" in quota["message"]
+    for _ in range(2):
+        with pytest.raises(exceptions.GatewayTimeout):
+            endpoints.get_endpoint(name=f"{PARENT}/endpoints/fault-ep")
+
+    # the SDK's operation polling retries 503 by itself: the deploy still completes
+    requests.post(admin, json={"status": 503, "count": 2, "routes": ["operations"]})
+    request = v1beta1.DeployRequest(
+        destination=PARENT,
+        custom_model=v1beta1.DeployRequest.CustomModel(gcs_uri=ECHO_URI),
+        endpoint_config=v1beta1.DeployRequest.EndpointConfig(endpoint_user_id="fault-ep"),
+    )
+    assert garden.deploy(request=request).result(timeout=30).endpoint.endswith("/fault-ep")
+    assert requests.get(admin).json() == {"faults": [], "fired": 6}  # 403, 429, 504x2, 503x2
+
+    requests.post(admin, json={"status": 503, "count": 5, "routes": ["query"]})
+    query = requests.post(
+        f"{echo.url}/v1beta1/{PARENT}/endpoints/fault-ep/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert query.status_code == 503
+    assert requests.delete(admin).json() == {"faults": []}
+    assert requests.get(admin).json()["faults"] == []
+    bad = requests.post(admin, json={"status": 418})
+    assert bad.status_code == 400 and "not supported" in bad.json()["error"]["message"]
+
+
+def test_state_lists_resources_engines_and_counts_deploy_calls(echo: Any) -> None:
+    before = requests.get(f"{echo.url}/emulator/state", timeout=10).json()
+    assert {"endpoints", "operations", "models", "engines", "faults"} <= before.keys()
+    assert before["engine_kind"] == "echo"
+    rest_deploy(echo.url, {"customModel": {}})  # refused, but still a Deploy call
+    after = requests.get(f"{echo.url}/emulator/state", timeout=10).json()
+    assert after["deploy_calls"] == before["deploy_calls"] + 1 == after["calls"]["deploy"]
+
+
+# the emulator as a process: engines die with it, even on SIGKILL
+@serving_test
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_engines_die_with_the_emulator_process(
+    sig: signal.Signals, tiny_uri: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-m", "modeldrop.cli", "local", "vertex", "--port", str(port),
+           "--engine", "transformers", "--cache", str(tmp_path)]  # fmt: skip
+    with open(tmp_path / "emulator.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    engine_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(base, timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "emulator.log"
+            ).read_text()
+            time.sleep(0.1)
+        response = rest_deploy(base, sdk_deploy_body(tiny_uri, "proc-ep", "proc-model"))
+        assert "error" not in wait_operation(base, response.json()["name"])
+        engine_pid = requests.get(f"{base}/emulator/state").json()["engines"][0]["pid"]
+        assert process_alive(engine_pid)
+        proc.send_signal(sig)
+        proc.wait(30)
+        assert wait_gone(engine_pid), f"engine {engine_pid} outlived the emulator ({sig.name})"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if engine_pid and process_alive(engine_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(engine_pid, signal.SIGKILL)
