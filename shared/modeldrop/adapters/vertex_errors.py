@@ -49,6 +49,7 @@ POLICY: dict[str, tuple[bool, str]] = {
     "CANCELLED": (True, "The call was cancelled; it is retried."),
 }
 QUOTA_PATTERN = re.compile(r"(aiplatform\.googleapis\.com/[A-Za-z0-9_./-]+|[a-z_]+_gpus?)")
+RATE_PATTERN = re.compile(r"per minute|rate limit|_requests", re.IGNORECASE)
 PERMISSION_PATTERN = re.compile(r"(aiplatform\.[a-zA-Z]+\.[a-zA-Z]+)")
 
 
@@ -78,7 +79,12 @@ def classify(exc: Any, region: str) -> DeployError:
     reason = _reason(exc)
     key = status
     if status == "RESOURCE_EXHAUSTED":
-        key = "QUOTA" if "quota" in reason.lower() else "RATE_LIMITED"
+        # per-minute request quotas refill by themselves; a GPU serving quota has to be raised
+        key = (
+            "RATE_LIMITED"
+            if RATE_PATTERN.search(reason) or "quota" not in reason.lower()
+            else "QUOTA"
+        )
     retryable, hint = POLICY.get(key, (False, "Vertex AI refused the request: {reason}"))
     quota = QUOTA_PATTERN.search(reason)
     permission = PERMISSION_PATTERN.search(reason)

@@ -1,0 +1,304 @@
+"""Our Vertex adapters (deployer, endpoint client) against the local Vertex AI emulator.
+
+Contract: the JSON our deployer makes the real SDK send (camelCase, integer enums, the /ui
+operations path), and every field it sets read back from the emulator. Integration: a tiny
+model deployed through the adapter and queried through the endpoint client (counting tokens,
+never comparing text). Errors: the emulator's fault mode, mapped to retryable or permanent
+with hints, and ALREADY_EXISTS recovery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from modeldrop.adapters.endpoint_client import DedicatedEndpointClient, UpstreamError
+from modeldrop.adapters.vertex_deployer import VertexDeployer
+from modeldrop.domain.deployment import Deployment, State, new_deployment
+from modeldrop.local.vertex import VertexEmulator
+from modeldrop.service.ports import DeployError
+from modeldrop.settings import Settings
+from tests.integration.test_vertex_emulator import (
+    BUCKET,
+    MISSING_SERVING,
+    SKIP_SERVING,
+    Recorder,
+    upload_folder,
+    wait_gone,
+)
+
+MACHINE = {
+    "machine_type": "g2-standard-12",
+    "accelerator_type": "NVIDIA_L4",
+    "accelerator_count": 1,
+}
+OVERRIDES = {
+    "model_display_name": "tiny adapter model",
+    "endpoint_display_name": "tiny-adapter-endpoint",
+    "replicas": {"min": 1, "max": 2},
+    "labels": {"team": "ml", "env": "test"},
+}
+
+
+def settings_for(emulator: VertexEmulator) -> Settings:
+    return Settings.from_env({
+        "GOOGLE_CLOUD_PROJECT": "modeldrop-local", "MODELDROP_REGION": "us-central1",
+        "MODELDROP_VERTEX_API_ENDPOINT": emulator.url, "MODELDROP_VERTEX_ANONYMOUS": "true",
+        "MODELDROP_ENDPOINT_SCHEME": "http", "MODELDROP_UPSTREAM_TIMEOUT": "120",
+    })  # fmt: skip
+
+
+def record(folder: str, **changes: Any) -> Deployment:
+    d = new_deployment(BUCKET, folder, f"fp-{folder}", 1, datetime.now(UTC))
+    return replace(d, **{"state": State.DEPLOYING, "machine": MACHINE, **changes})
+
+
+def wait_done(deployer: VertexDeployer, operation: str, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = deployer.operation_status(operation)
+        if status.done:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"{operation} not done in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def gcs(fake_gcs: Any) -> Any:
+    import contextlib
+
+    from google.api_core.exceptions import Conflict
+
+    with contextlib.suppress(Conflict):
+        fake_gcs.client.create_bucket(BUCKET)
+    return fake_gcs
+
+
+@pytest.fixture(scope="module")
+def tiny(gcs, tmp_path_factory) -> str:
+    if MISSING_SERVING:
+        pytest.skip(SKIP_SERVING)
+    from modeldrop.local.tiny_model import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-adapter")
+    upload_folder(gcs.client, folder, "models/tiny-adapter")
+    return "models/tiny-adapter"
+
+
+@pytest.fixture(scope="module")
+def emulator(gcs, tmp_path_factory):
+    with VertexEmulator(
+        engine="transformers", cache_dir=tmp_path_factory.mktemp("c"), faults=""
+    ) as e:
+        e.recorder = Recorder(e.app.wsgi_app)
+        e.app.wsgi_app = e.recorder
+        yield e
+
+
+@pytest.fixture(scope="module")
+def deployed(emulator, tiny):
+    """The tiny model deployed through our adapter; returns (record, deployer, seconds)."""
+    deployer = VertexDeployer(settings_for(emulator))
+    d = record(tiny, overrides=OVERRIDES)
+    started = time.perf_counter()
+    handle = deployer.deploy(d)
+    status = wait_done(deployer, handle.operation)
+    seconds = time.perf_counter() - started
+    assert status.error is None, status.error
+    info = deployer.describe_endpoint(status.endpoint)
+    d = replace(d, state=State.DEPLOYED, endpoint=info.name, endpoint_dns=info.dedicated_endpoint_dns,
+                deployed_model_id=info.deployed_model_ids[0], operation=handle.operation)  # fmt: skip
+    print(f"\ndeploy call -> operation done: {seconds:.2f} s")
+    return d, deployer, seconds
+
+
+def test_deploy_sends_the_json_the_api_expects(emulator, deployed):
+    d, _, _ = deployed
+    method, path, query, body = next(c for c in emulator.recorder.calls if c[1].endswith(":deploy"))
+    assert (method, path) == (
+        "POST",
+        "/v1beta1/projects/modeldrop-local/locations/us-central1:deploy",
+    )
+    assert "enum-encoding%3Dint" in query
+    sent = json.loads(body)
+    assert sent["customModel"] == {"gcsUri": d.gcs_uri}
+    assert sent["modelConfig"] == {
+        "modelDisplayName": "tiny adapter model",
+        "modelUserId": d.model_user_id,
+    }
+    assert sent["endpointConfig"] == {
+        "endpointDisplayName": "tiny-adapter-endpoint", "dedicatedEndpointEnabled": True,
+        "endpointUserId": d.endpoint_user_id,
+    }  # fmt: skip
+    assert sent["deployConfig"]["dedicatedResources"] == {
+        "machineSpec": {"machineType": "g2-standard-12", "acceleratorType": 11, "acceleratorCount": 1},
+        "minReplicaCount": 1, "maxReplicaCount": 2,
+    }  # fmt: skip
+    polls = [c for c in emulator.recorder.calls if "/operations/" in c[1]]
+    assert polls and all(c[0] == "GET" and c[1].startswith("/ui/projects/") for c in polls)
+
+
+def test_every_field_we_set_reads_back(emulator, deployed):
+    d, deployer, _ = deployed
+    endpoint = requests.get(f"{emulator.url}/v1beta1/{d.endpoint}", timeout=10).json()
+    assert endpoint["name"].endswith(f"/endpoints/{d.endpoint_user_id}")
+    assert endpoint["displayName"] == "tiny-adapter-endpoint"
+    assert endpoint["dedicatedEndpointDns"] == emulator.host == d.endpoint_dns
+    model = endpoint["deployedModels"][0]
+    assert model["model"].endswith(f"/models/{d.model_user_id}")
+    resources = model["dedicatedResources"]
+    assert resources["machineSpec"] == {"machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4",
+                                        "acceleratorCount": 1}  # fmt: skip
+    assert (resources["minReplicaCount"], resources["maxReplicaCount"]) == (1, 2)
+    deployer.set_labels(d.endpoint, OVERRIDES["labels"])
+    assert deployer.describe_endpoint(d.endpoint).labels == OVERRIDES["labels"]
+
+
+def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
+    folder = tmp_path / "psc"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    upload_folder(gcs.client, folder, "models/psc")
+    with VertexEmulator(engine="echo", cache_dir=tmp_path / "cache", faults="") as e:
+        recorder = Recorder(e.app.wsgi_app)
+        e.app.wsgi_app = recorder
+        d = record("models/psc", overrides={
+            "private_endpoint": {"enabled": True, "project_allowlist": ["client-project-1"]},
+            "spot": True,
+        })  # fmt: skip
+        VertexDeployer(settings_for(e)).deploy(d)
+        sent = json.loads(next(c for c in recorder.calls if c[1].endswith(":deploy"))[3])
+        assert sent["endpointConfig"]["privateServiceConnectConfig"] == {
+            "enablePrivateServiceConnect": True, "projectAllowlist": ["client-project-1"]
+        }  # fmt: skip
+        assert sent["deployConfig"]["dedicatedResources"]["spot"] is True
+        endpoint = requests.get(f"{e.url}/v1beta1/projects/modeldrop-local/locations/us-central1/"
+                                f"endpoints/{d.endpoint_user_id}", timeout=10).json()  # fmt: skip
+        assert endpoint["privateServiceConnectConfig"]["projectAllowlist"] == ["client-project-1"]
+
+
+def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deployed):
+    d, _, _ = deployed
+    client = DedicatedEndpointClient(settings_for(emulator))
+    body = {"model": d.model_user_id, "messages": [{"role": "user", "content": "hello"}],
+            "max_tokens": 12, "temperature": 0, "top_p": 1, "ignore_eos": True}  # fmt: skip
+    unary = client.chat_completions(d, body)
+    assert unary["choices"][0]["message"]["role"] == "assistant"
+    assert unary["usage"]["completion_tokens"] == 12  # ignore_eos: exactly max_tokens
+
+    started = time.perf_counter()
+    first = None
+    events = []
+    for chunk in client.stream_chat_completions(d, body):
+        first = first or time.perf_counter() - started
+        events += [line for line in chunk.decode().splitlines() if line.startswith("data: ")]
+    deltas = [json.loads(e[6:]) for e in events if e != "data: [DONE]"]
+    tokens = sum(1 for e in deltas if e["choices"] and e["choices"][0]["delta"].get("content"))
+    assert events[-1] == "data: [DONE]" and 1 <= tokens <= 12
+    print(f"\nfirst streamed chunk after {first * 1000:.1f} ms ({tokens} content chunks)")
+
+    prediction = client.predict(d, {"instances": [
+        {"prompt": "hello", "max_tokens": 8, "temperature": 0, "top_p": 1, "ignore_eos": True},
+        {"prompt": "world", "max_tokens": 8, "raw_response": True},
+    ]})  # fmt: skip
+    assert len(prediction["predictions"]) == 2
+    assert prediction["predictions"][0].startswith("Prompt:\nhello\nOutput:\n")
+
+    raw = b"".join(client.stream_raw_predict(d, {"instances": [
+        {"prompt": "hello", "max_tokens": 8, "temperature": 0, "stream": True}
+    ]}))  # fmt: skip
+    assert raw.count(b"data: ") >= 2
+
+
+def test_upstream_errors_keep_status_and_body(emulator, deployed):
+    d, _, _ = deployed
+    client = DedicatedEndpointClient(settings_for(emulator))
+    with pytest.raises(UpstreamError) as caught:
+        client.chat_completions(replace(d, endpoint=d.endpoint + "-missing"), {"messages": []})
+    assert caught.value.status == 404 and caught.value.body
+
+
+def test_retried_deploy_finds_its_own_endpoint(emulator, deployed):
+    d, deployer, _ = deployed
+    before = len(requests.get(f"{emulator.url}/emulator/state", timeout=10).json()["endpoints"])
+    again = deployer.deploy(d)
+    assert again.operation is None and again.endpoint == d.endpoint
+    after = len(requests.get(f"{emulator.url}/emulator/state", timeout=10).json()["endpoints"])
+    assert after == before
+
+
+def test_undeploy_removes_the_endpoint_and_its_engine(emulator, deployed):
+    d, deployer, _ = deployed
+    pids = [e["pid"] for e in emulator.control.engines() if e["endpoint"] == d.endpoint]
+    deadline = time.monotonic() + 60
+    while not deployer.undeploy(d.endpoint):
+        assert time.monotonic() < deadline, "undeploy did not finish"
+        time.sleep(0.2)
+    assert deployer.describe_endpoint(d.endpoint) is None
+    assert pids and all(wait_gone(pid) for pid in pids)
+
+
+@pytest.fixture
+def echo(gcs, tmp_path):
+    folder = tmp_path / "echo-adapter"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    upload_folder(gcs.client, folder, "models/echo-adapter")
+    with VertexEmulator(engine="echo", cache_dir=tmp_path / "cache", faults="") as e:
+        yield e
+
+
+def inject(emulator, status: int, route: str = "deploy", count: int = 1) -> None:
+    response = requests.post(f"{emulator.url}/emulator/faults",
+                             json={"status": status, "count": count, "routes": [route]}, timeout=10)  # fmt: skip
+    response.raise_for_status()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable", "hint_has"),
+    [
+        (503, "VERTEX_UNAVAILABLE", True, "retried"),
+        (500, "VERTEX_INTERNAL", True, "retried"),
+        (504, "VERTEX_DEADLINE_EXCEEDED", True, "retried"),
+        (429, "VERTEX_QUOTA", False, "custom_model_serving_nvidia_l4_gpus"),
+        (403, "VERTEX_PERMISSION_DENIED", False, "aiplatform.endpoints.deploy"),
+        (400, "VERTEX_INVALID_ARGUMENT", False, "invalid argument"),
+    ],
+)
+def test_fault_mode_errors_map_to_retryable_or_permanent_with_hints(
+    echo, status, code, retryable, hint_has
+):
+    deployer = VertexDeployer(settings_for(echo))
+    d = record("models/echo-adapter")
+    inject(echo, status)
+    with pytest.raises(DeployError) as caught:
+        deployer.deploy(d)
+    assert (caught.value.code, caught.value.retryable) == (code, retryable)
+    assert hint_has in caught.value.hint
+    started = deployer.deploy(d)  # the fault is spent: the next call goes through
+    assert started.operation
+
+
+def test_invalid_request_passes_the_reason(echo):
+    deployer = VertexDeployer(settings_for(echo))
+    d = record("models/echo-adapter", machine={**MACHINE, "machine_type": "x9-giant"})
+    with pytest.raises(DeployError) as caught:
+        deployer.deploy(d)
+    assert caught.value.code == "VERTEX_INVALID_ARGUMENT" and not caught.value.retryable
+    assert "x9-giant" in caught.value.hint
+
+
+def test_failed_operation_reports_the_engine_error(echo, gcs, tmp_path):
+    deployer = VertexDeployer(settings_for(echo))
+    status = wait_done(deployer, deployer.deploy(record("models/echo-adapter")).operation, 60)
+    assert status.done and status.error is None
+    missing = record("models/not-uploaded")
+    with pytest.raises(DeployError) as caught:
+        deployer.deploy(missing)
+    assert not caught.value.retryable and "not-uploaded" in caught.value.message
