@@ -112,8 +112,10 @@ def deployed(emulator, tiny):
     seconds = time.perf_counter() - started
     assert status.error is None, status.error
     info = deployer.describe_endpoint(status.endpoint)
-    d = replace(d, state=State.DEPLOYED, endpoint=info.name, endpoint_dns=info.dedicated_endpoint_dns,
-                deployed_model_id=info.deployed_model_ids[0], operation=handle.operation)  # fmt: skip
+    d = replace(
+        d, state=State.DEPLOYED, endpoint=info.name, endpoint_dns=info.dedicated_endpoint_dns,
+        deployed_model_id=info.deployed_model_ids[0], operation=handle.operation,
+    )  # fmt: skip
     print(f"\ndeploy call -> operation done: {seconds:.2f} s")
     return d, deployer, seconds
 
@@ -137,7 +139,9 @@ def test_deploy_sends_the_json_the_api_expects(emulator, deployed):
         "endpointUserId": d.endpoint_user_id,
     }  # fmt: skip
     assert sent["deployConfig"]["dedicatedResources"] == {
-        "machineSpec": {"machineType": "g2-standard-12", "acceleratorType": 11, "acceleratorCount": 1},
+        "machineSpec": {
+            "machineType": "g2-standard-12", "acceleratorType": 11, "acceleratorCount": 1
+        },
         "minReplicaCount": 1, "maxReplicaCount": 2,
     }  # fmt: skip
     polls = [c for c in emulator.recorder.calls if "/operations/" in c[1]]
@@ -153,8 +157,9 @@ def test_every_field_we_set_reads_back(emulator, deployed):
     model = endpoint["deployedModels"][0]
     assert model["model"].endswith(f"/models/{d.model_user_id}")
     resources = model["dedicatedResources"]
-    assert resources["machineSpec"] == {"machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4",
-                                        "acceleratorCount": 1}  # fmt: skip
+    assert resources["machineSpec"] == {
+        "machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1
+    }  # fmt: skip
     assert (resources["minReplicaCount"], resources["maxReplicaCount"]) == (1, 2)
     deployer.set_labels(d.endpoint, OVERRIDES["labels"])
     assert deployer.describe_endpoint(d.endpoint).labels == OVERRIDES["labels"]
@@ -255,8 +260,8 @@ def echo(gcs, tmp_path):
 
 
 def inject(emulator, status: int, route: str = "deploy", count: int = 1) -> None:
-    response = requests.post(f"{emulator.url}/emulator/faults",
-                             json={"status": status, "count": count, "routes": [route]}, timeout=10)  # fmt: skip
+    fault = {"status": status, "count": count, "routes": [route]}
+    response = requests.post(f"{emulator.url}/emulator/faults", json=fault, timeout=10)
     response.raise_for_status()
 
 
