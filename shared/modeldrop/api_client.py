@@ -52,14 +52,15 @@ class ApiClient:
         except ValueError:
             return response.status_code, {"error": {"message": response.text[:500]}}
 
+    def _lookup(self, target: str | None) -> tuple[int, Any]:
+        if target is None:
+            return self.get("/v1/deployments?limit=50")
+        code, body = self.get(f"/v1/deployments/{target}")
+        return self.get(f"/v1/models/{target}") if code == 404 else (code, body)
+
     def status(self, target: str | None) -> dict[str, Any]:
         """All deployments, or one by deployment id or model name."""
-        if target is None:
-            code, body = self.get("/v1/deployments?limit=50")
-        else:
-            code, body = self.get(f"/v1/deployments/{target}")
-            if code == 404:
-                code, body = self.get(f"/v1/models/{target}")
+        code, body = self._lookup(target)
         if code >= 400:
             error = body.get("error", {}) if isinstance(body, dict) else {}
             raise UsageError(
@@ -70,9 +71,14 @@ class ApiClient:
     def watch(
         self, target: str, interval: float = 2.0, sleep: Callable[[float], None] = time.sleep
     ) -> Iterator[dict[str, Any]]:
-        """Yield the status each time its state changes, until it settles."""
+        """Yield the status each time its state changes, until it settles. A model not known yet
+        (its upload is still running) is waited for."""
         last = None
         while True:
+            code, _ = self._lookup(target)
+            if code == 404:
+                sleep(interval)
+                continue
             body = self.status(target)
             if body["state"] != last:
                 last = body["state"]

@@ -39,8 +39,12 @@ def build_context(settings: Settings) -> Context:
         store=FirestoreDeploymentStore(
             firestore.Client(project=settings.project), settings.collection
         ),
-        events=CloudEventPublisher(publisher, settings.project, settings.events_topic),
-        queue=PubSubWorkQueue(publisher, settings.project, settings.validated_topic),
+        events=CloudEventPublisher(
+            publisher, settings.project, settings.events_topic, timeout=settings.publish_timeout
+        ),
+        queue=PubSubWorkQueue(
+            publisher, settings.project, settings.validated_topic, settings.publish_timeout
+        ),
         deployer=VertexDeployer(settings),
         open_folder=lambda uri: GcsFolder(uri, storage_client),
     )

@@ -132,6 +132,7 @@ def _status(args: argparse.Namespace) -> int:
 
     client = ApiClient(api_url(args.api))
     if args.watch and args.target:
+        print(f"watching {args.target} at {client.base} (Ctrl-C to stop)", file=sys.stderr)
         last = None
         for body in client.watch(args.target, args.interval):
             last = body

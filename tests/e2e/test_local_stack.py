@@ -137,3 +137,30 @@ def test_duplicate_storm_deploys_once_and_notifies_once(stack, tiny_model):
     assert len(ours) == 1
     assert vertex_after["deploy_calls"] - vertex_before["deploy_calls"] == 1
     assert states_of(stack, status["id"]).count("DEPLOYED") == 1
+
+
+def test_vertex_outage_at_deploy_is_retried_through_pubsub_redelivery(stack, tiny_model):
+    fault = {"status": 503, "count": 2, "routes": ["deploy"]}
+    requests.post(
+        f"{stack.urls['vertex']}/emulator/faults", json=fault, timeout=10
+    ).raise_for_status()
+    upload(stack, tiny_model, "outage")
+    status = wait_state(stack, "outage")
+    assert status["state"] == "DEPLOYED", status
+    fired = requests.get(f"{stack.urls['vertex']}/emulator/faults", timeout=10).json()
+    assert fired["faults"] == []  # both injected failures were hit, then the deploy went through
+
+
+def test_status_command_watches_until_deployed(stack, tiny_model, capsys):
+    from modeldrop.cli import main
+
+    upload(stack, tiny_model, "watched")
+    assert (
+        main(["status", "watched", "--watch", "--interval", "0.3", "--api", stack.urls["api"]]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "DEPLOYED" in out and out.strip().endswith("}")
+    assert main(["status", "--api", stack.urls["api"]]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert any(d["model"] == "watched" for d in listed["deployments"])
+    assert main(["status", "no-such-model", "--api", stack.urls["api"]]) == 2

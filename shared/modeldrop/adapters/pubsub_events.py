@@ -80,15 +80,17 @@ class CloudEventPublisher:
         project: str,
         topic: str,
         source: str | None = None,
+        timeout: float = PUBLISH_TIMEOUT,
     ) -> None:
         self._publisher = publisher
         self._topic = publisher.topic_path(project, topic)
         self.source = source or default_source(project)
+        self.timeout = timeout
 
     def publish(self, deployment: Deployment) -> str:
         """Publish the event of the record's current state; returns the event id.
 
-        Waits for the server (at most PUBLISH_TIMEOUT s), so a failed publish raises.
+        Waits for the server (at most `timeout` s), so a failed publish raises.
         """
         event = to_event(deployment, self.source)
         headers, body = to_binary(event)
@@ -98,5 +100,5 @@ class CloudEventPublisher:
             "model": deployment.model,
             "deployment_id": deployment.id,
         }
-        self._publisher.publish(self._topic, body, **attributes).result(timeout=PUBLISH_TIMEOUT)
+        self._publisher.publish(self._topic, body, **attributes).result(timeout=self.timeout)
         return event["id"]

@@ -16,15 +16,22 @@ class PubSubWorkQueue:
     Each message: data {"deployment_id": ID} (JSON) and the attribute deployment_id=ID.
     """
 
-    def __init__(self, publisher: pubsub_v1.PublisherClient, project: str, topic: str) -> None:
+    def __init__(
+        self,
+        publisher: pubsub_v1.PublisherClient,
+        project: str,
+        topic: str,
+        timeout: float = PUBLISH_TIMEOUT,
+    ) -> None:
         self._publisher = publisher
         self._topic = publisher.topic_path(project, topic)
+        self.timeout = timeout
 
     def publish_validated(self, deployment_id: str) -> None:
         """Queue a validated deployment; waits for the server, so a failed publish raises."""
         data = json.dumps({"deployment_id": deployment_id}).encode()
         future = self._publisher.publish(self._topic, data, deployment_id=deployment_id)
-        future.result(timeout=PUBLISH_TIMEOUT)
+        future.result(timeout=self.timeout)
 
 
 def read_validated(message: Any) -> str:
