@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,46 +17,31 @@ from typing import Any
 import requests
 
 from modeldrop.local.stack import LocalStack, StackConfig
+from modeldrop.local.subscriber import EventSubscriber
 
 FINAL_STATES = {"DEPLOYED", "REJECTED", "FAILED"}
 MODEL = "tiny-llama"
 
 
-class Subscriber:
-    """A pull subscriber on the events topic that prints each notification as it arrives."""
+def print_event(message: Any) -> None:
+    from modeldrop.adapters.pubsub_events import parse_event
 
-    def __init__(self, project: str, topic: str) -> None:
-        from google.cloud import pubsub_v1
+    event = parse_event(message)
+    state = message.attributes.get("state", "?")
+    print(f"  event  {event['type']:<40} {state:<11} {event['subject']}", flush=True)
 
-        from modeldrop.adapters.pubsub_admin import ensure_subscription
 
-        self.client = pubsub_v1.SubscriberClient()
-        path = ensure_subscription(self.client, project, "modeldrop-demo-subscriber", topic)
-        self.received: list[dict[str, Any]] = []
-        self.final = threading.Event()
-        self.future = self.client.subscribe(path, self._on_message)
+def summary(message: Any) -> dict[str, str]:
+    return {
+        "ce-id": message.attributes.get("ce-id", ""),
+        "ce-type": message.attributes.get("ce-type", ""),
+        "state": message.attributes.get("state", ""),
+        "subject": message.attributes.get("ce-subject", ""),
+    }
 
-    def _on_message(self, message: Any) -> None:
-        from modeldrop.adapters.pubsub_events import parse_event
 
-        event = parse_event(message)
-        message.ack()
-        state = message.attributes.get("state", "?")
-        self.received.append(
-            {
-                "ce-id": event["id"],
-                "ce-type": event["type"],
-                "state": state,
-                "subject": event["subject"],
-            }
-        )
-        print(f"  event  {event['type']:<40} {state:<11} {event['subject']}", flush=True)
-        if state in FINAL_STATES:
-            self.final.set()
-
-    def close(self) -> None:
-        self.future.cancel()
-        self.client.close()
+def settled(messages: list[Any]) -> bool:
+    return any(m.attributes.get("state") in FINAL_STATES for m in messages)
 
 
 def run(
@@ -76,14 +60,18 @@ def run(
     with LocalStack(config or StackConfig()) as stack:
         info = stack.connection()
         print(f"   up in {time.monotonic() - started:.1f} s; api at {info['api_url']}")
-        subscriber = Subscriber(info["project"], info["events_topic"])
+        subscriber = EventSubscriber(
+            info["project"], info["events_topic"], "modeldrop-demo", on_message=print_event
+        )
         try:
             target = f"gs://{info['bucket']}/{info['root_prefix']}{MODEL}/"
             print(f"3. uploading {folder} to {target}")
             upload_folder(default_client(), folder, info["bucket"], f"{info['root_prefix']}{MODEL}")
             uploaded = time.monotonic()
             print("4. waiting for the deployment (state transitions as notifications arrive)")
-            if not subscriber.final.wait(timeout):
+            try:
+                subscriber.wait_for(settled, timeout)
+            except TimeoutError:
                 print(f"   no final state within {timeout:.0f} s")
                 return 1
             status_url = f"{info['api_url']}/v1/models/{MODEL}"
@@ -95,8 +83,9 @@ def run(
                 return 1
             answered = chat(info, status)
             time.sleep(1)
-            print(f"7. notifications received by the subscriber ({len(subscriber.received)}):")
-            print(json.dumps(subscriber.received, indent=2))
+            received = [summary(m) for m in subscriber.messages]
+            print(f"7. notifications received by the subscriber ({len(received)}):")
+            print(json.dumps(received, indent=2))
             return 0 if answered else 1
         finally:
             subscriber.close()

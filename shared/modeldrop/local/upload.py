@@ -16,6 +16,8 @@ class _Progress:
 
     def advance(self, count: int) -> None:
         self.done += count
+        if not self.out.isatty():
+            return  # a log file gets the final line only
         width = 30
         filled = int(width * self.done / self.total)
         self.out.write(
@@ -25,7 +27,10 @@ class _Progress:
         self.out.flush()
 
     def finish(self) -> None:
-        self.out.write("\n")
+        if self.out.isatty():
+            self.out.write("\n")
+        else:
+            self.out.write(f"  uploaded {self.done / 2**20:.2f} MiB\n")
 
 
 class _CountingReader:
