@@ -1,7 +1,8 @@
 """Our Vertex adapters (deployer, endpoint client) against the local Vertex AI emulator.
 
-Contract: the JSON our deployer makes the real SDK send (camelCase, integer enums, the /ui
-operations path), and every field it sets read back from the emulator. Integration: a tiny
+Contract: the JSON our deployer makes the real SDK send (camelCase, integer enums), the REST
+paths of its other calls (operations at /v1beta1/{name}), and every field it sets read back
+from the emulator. Integration: a tiny
 model deployed through the adapter and queried through the endpoint client (counting tokens,
 never comparing text). Errors: the emulator's fault mode, mapped to retryable or permanent
 with hints, and ALREADY_EXISTS recovery.
@@ -145,7 +146,7 @@ def test_deploy_sends_the_json_the_api_expects(emulator, deployed):
         "minReplicaCount": 1, "maxReplicaCount": 2,
     }  # fmt: skip
     polls = [c for c in emulator.recorder.calls if "/operations/" in c[1]]
-    assert polls and all(c[0] == "GET" and c[1].startswith("/ui/projects/") for c in polls)
+    assert polls and all(c[0] == "GET" and c[1].startswith("/v1beta1/projects/") for c in polls)
 
 
 def test_every_field_we_set_reads_back(emulator, deployed):

@@ -1,7 +1,8 @@
 """Vertex AI Model Garden: deploy custom weights (v1beta1), watch operations, undeploy.
 
-google-cloud-aiplatform is imported lazily, only by the code paths that call Vertex AI, so the
-functions that never deploy do not pay its import cost.
+The deploy goes through google-cloud-aiplatform's ModelGardenServiceClient, imported only when
+something deploys; every other call is one plain REST request (VertexRest), so the api and
+reconcile functions never pay the SDK's import cost.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from functools import cached_property
 from typing import Any
 
 from modeldrop.adapters.vertex_errors import classify, status_name
+from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest
 from modeldrop.domain.deployment import Deployment
-from modeldrop.service.ports import DeployStarted, EndpointInfo, OperationStatus
+from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
 from modeldrop.settings import Settings
 
 
@@ -60,6 +62,7 @@ class VertexDeployer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._rest = VertexRest(settings)
 
     @cached_property
     def _sdk(self) -> Any:
@@ -67,7 +70,8 @@ class VertexDeployer:
 
         return aiplatform_v1beta1
 
-    def _client_args(self) -> dict[str, Any]:
+    @cached_property
+    def _garden(self) -> Any:
         endpoint = self.settings.vertex_api_endpoint or (
             f"{self.settings.region}-aiplatform.googleapis.com"
         )
@@ -79,15 +83,7 @@ class VertexDeployer:
             from google.auth.credentials import AnonymousCredentials
 
             args["credentials"] = AnonymousCredentials()
-        return args
-
-    @cached_property
-    def _garden(self) -> Any:
-        return self._sdk.ModelGardenServiceClient(**self._client_args())
-
-    @cached_property
-    def _endpoints(self) -> Any:
-        return self._sdk.EndpointServiceClient(**self._client_args())
+        return self._sdk.ModelGardenServiceClient(**args)
 
     def _endpoint_name(self, deployment: Deployment) -> str:
         return (
@@ -111,52 +107,43 @@ class VertexDeployer:
         return DeployStarted(operation=operation.operation.name)
 
     def operation_status(self, operation: str) -> OperationStatus:
-        from google.api_core import exceptions
-
         try:
-            result = self._garden.get_operation(request={"name": operation})
-        except exceptions.GoogleAPICallError as exc:
-            raise classify(exc, self.settings.region) from exc
-        if not result.done:
-            return OperationStatus(done=False)
-        if result.HasField("error") and result.error.code:
-            error = classify_rpc_status(
-                result.error.code, result.error.message, self.settings.region
-            )
+            result = self._rest.call("GET", operation)
+        except NotFoundError:
+            error = {
+                "code": "VERTEX_NOT_FOUND",
+                "message": f"Vertex AI has no operation {operation}.",
+                "hint": "The operation expired or was deleted; check the endpoint in the console.",
+            }
             return OperationStatus(done=True, error=error)
-        response = self._sdk.DeployResponse.deserialize(result.response.value)
-        return OperationStatus(done=True, endpoint=response.endpoint, model=response.model)
+        if not result.get("done"):
+            return OperationStatus(done=False)
+        error = result.get("error")
+        if error and error.get("code"):
+            status = classify_rpc_status(
+                error["code"], error.get("message", ""), self.settings.region
+            )
+            return OperationStatus(done=True, error=status)
+        response = result.get("response", {})
+        return OperationStatus(
+            done=True, endpoint=response.get("endpoint"), model=response.get("model")
+        )
 
     def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:
-        from google.api_core import exceptions
-
         try:
-            found = self._endpoints.get_endpoint(name=endpoint)
-        except exceptions.NotFound:
+            found = self._rest.call("GET", endpoint)
+        except NotFoundError:
             return None
-        except exceptions.GoogleAPICallError as exc:
-            if status_name(exc) == "NOT_FOUND":
-                return None
-            raise classify(exc, self.settings.region) from exc
         return EndpointInfo(
-            name=found.name,
-            dedicated_endpoint_dns=found.dedicated_endpoint_dns or None,
-            deployed_model_ids=[m.id for m in found.deployed_models],
-            display_name=found.display_name,
-            labels=dict(found.labels),
+            name=found["name"],
+            dedicated_endpoint_dns=found.get("dedicatedEndpointDns") or None,
+            deployed_model_ids=[m["id"] for m in found.get("deployedModels", [])],
+            display_name=found.get("displayName", ""),
+            labels=found.get("labels", {}),
         )
 
     def set_labels(self, endpoint: str, labels: dict[str, str]) -> None:
-        from google.api_core import exceptions
-        from google.protobuf import field_mask_pb2
-
-        try:
-            self._endpoints.update_endpoint(
-                endpoint=self._sdk.Endpoint(name=endpoint, labels=labels),
-                update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
-            )
-        except exceptions.GoogleAPICallError as exc:
-            raise classify(exc, self.settings.region) from exc
+        self._rest.call("PATCH", endpoint, {"labels": labels}, {"updateMask": "labels"})
 
     def undeploy(self, endpoint: str) -> bool:
         """One step towards deleting the endpoint; True once it is gone.
@@ -164,22 +151,19 @@ class VertexDeployer:
         Undeploys every deployed model (without waiting), and deletes the endpoint once it has
         none. Call again until it returns True; repeated calls are safe.
         """
-        from google.api_core import exceptions
-
         info = self.describe_endpoint(endpoint)
         if info is None:
             return True
         try:
             for model_id in info.deployed_model_ids:
-                self._endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=model_id)
+                self._rest.call("POST", f"{endpoint}:undeployModel", {"deployedModelId": model_id})
             if not info.deployed_model_ids:
-                self._endpoints.delete_endpoint(name=endpoint)
-        except exceptions.GoogleAPICallError as exc:
-            status = status_name(exc)
-            if status == "NOT_FOUND":
-                return True
-            if status != "FAILED_PRECONDITION":  # an undeploy already under way
-                raise classify(exc, self.settings.region) from exc
+                self._rest.call("DELETE", endpoint)
+        except NotFoundError:
+            return True
+        except DeployError as exc:
+            if exc.code != "VERTEX_FAILED_PRECONDITION":  # an undeploy already under way
+                raise
         return self.describe_endpoint(endpoint) is None
 
 

@@ -9,8 +9,6 @@ import pytest
 
 from modeldrop.local.vertex.errors import ApiError
 from modeldrop.local.vertex.translate import (
-    DONE,
-    DoneTracker,
     completion_body,
     engine_body,
     instances,
@@ -78,16 +76,3 @@ def test_prediction_format_follows_model_garden() -> None:
     completion = {"choices": [{"text": " the answer"}]}
     assert prediction({"prompt": "Q?"}, completion) == "Prompt:\nQ?\nOutput:\n the answer"
     assert prediction({"prompt": "Q?", "raw_response": True}, completion) == " the answer"
-
-
-def test_done_tracker_appends_done_only_when_missing() -> None:
-    tracker = DoneTracker()
-    tracker.feed(b'data: {"a": 1}\n\n')
-    assert tracker.closing() == DONE
-    tracker = DoneTracker()
-    tracker.feed(b'data: {"a": 1}\n\ndata: [DO')
-    tracker.feed(b"NE]\n\n")
-    assert tracker.closing() == b""
-    tracker = DoneTracker()
-    tracker.feed(b'data: {"a": 1}')
-    assert tracker.closing() == b"\n\n" + DONE

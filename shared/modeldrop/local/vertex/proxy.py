@@ -15,7 +15,8 @@ from requests.adapters import HTTPAdapter
 
 from modeldrop.local.vertex.engines import Engine
 from modeldrop.local.vertex.errors import ApiError
-from modeldrop.local.vertex.translate import DoneTracker, engine_body, rejected_fields
+from modeldrop.local.vertex.translate import engine_body, rejected_fields
+from modeldrop.sse import ending_with_done
 
 log = logging.getLogger("modeldrop.vertex")
 
@@ -79,13 +80,10 @@ class EngineClient:
 
 def relay(response: requests.Response) -> Iterator[bytes]:
     """The engine's SSE bytes as they arrive, ending with `data: [DONE]` as vLLM's do."""
-    tracker = DoneTracker()
     try:
-        for chunk in response.iter_content(chunk_size=None):
-            if chunk:
-                yield tracker.feed(chunk)
-        if tail := tracker.closing():
-            yield tail
+        yield from ending_with_done(
+            chunk for chunk in response.iter_content(chunk_size=None) if chunk
+        )
     except requests.RequestException as exc:
         log.warning("engine stream broke off: %s", exc)
     finally:

@@ -29,7 +29,6 @@ _GENERATION_FIELDS = {
     "min_tokens": "min_new_tokens",
 }
 _UNEXPECTED = re.compile(r"Unexpected fields in the request: (\{.*\})")
-DONE = b"data: [DONE]\n\n"
 
 
 def engine_body(body: dict[str, Any], kind: str, served_model: str, folder: Path) -> dict:
@@ -126,20 +125,3 @@ def prediction(instance: dict[str, Any], completion: dict[str, Any]) -> str:
     if instance.get("raw_response"):
         return text
     return f"Prompt:\n{instance['prompt']}\nOutput:\n{text}"
-
-
-class DoneTracker:
-    """Watches an SSE stream's bytes; says whether it still needs a final `data: [DONE]`."""
-
-    def __init__(self) -> None:
-        self._tail = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        self._tail = (self._tail + chunk)[-64:]
-        return chunk
-
-    def closing(self) -> bytes:
-        """The bytes to append at the end of the stream (DONE unless it was sent)."""
-        if b"[DONE]" in self._tail:
-            return b""
-        return DONE if self._tail.endswith(b"\n\n") or not self._tail else b"\n\n" + DONE

@@ -1,0 +1,61 @@
+"""Plain REST calls to the Vertex AI API (v1beta1), without google-cloud-aiplatform.
+
+Reads (operations, endpoints), label updates, undeploy and delete are single JSON requests;
+doing them over REST keeps the SDK's import cost out of every function but the one that deploys.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import requests
+
+from modeldrop.adapters.vertex_errors import classify
+from modeldrop.settings import Settings
+
+TIMEOUT = (10.0, 60.0)
+
+
+class NotFoundError(LookupError):
+    """The resource does not exist."""
+
+
+class VertexRest:
+    """JSON over HTTP to `{api endpoint}/v1beta1/...` with Google credentials (or none)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        endpoint = settings.vertex_api_endpoint or f"{settings.region}-aiplatform.googleapis.com"
+        self.base = endpoint if "://" in endpoint else f"https://{endpoint}"
+
+    @cached_property
+    def session(self) -> requests.Session:
+        if self.settings.vertex_anonymous:
+            return requests.Session()
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        return AuthorizedSession(credentials)
+
+    def call(
+        self,
+        method: str,
+        resource: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One request to /v1beta1/{resource}; raises NotFoundError or a classified DeployError."""
+        from google.api_core import exceptions
+
+        response = self.session.request(
+            method, f"{self.base}/v1beta1/{resource}", json=body, params=params, timeout=TIMEOUT
+        )
+        if response.status_code == 404:
+            raise NotFoundError(resource)
+        if response.status_code >= 400:
+            raise classify(exceptions.from_http_response(response), self.settings.region)
+        return response.json() if response.content else {}
