@@ -23,6 +23,7 @@ def context() -> Context:
 def build_context(settings: Settings) -> Context:
     from google.cloud import firestore, pubsub_v1
 
+    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
     from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
     from modeldrop.adapters.gcs_folder import GcsFolder, default_client
     from modeldrop.adapters.pubsub_events import CloudEventPublisher
@@ -47,4 +48,5 @@ def build_context(settings: Settings) -> Context:
         ),
         deployer=VertexDeployer(settings),
         open_folder=lambda uri: GcsFolder(uri, storage_client),
+        endpoints=DedicatedEndpointClient(settings),
     )

@@ -1,17 +1,23 @@
-"""The HTTP entry of the api function: route, call the handler, answer JSON (or a stream)."""
+"""The HTTP entry of the api function: authenticate, route, call the handler, answer JSON or a
+stream. Every failure is a JSON error with a status, a stable code and a hint; request bodies
+and tokens never reach the logs."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from flask import Request, Response
 
 from modeldrop import logs
-from modeldrop.api import status
+from modeldrop.api import openai, proxy, status
+from modeldrop.api.auth import check_bearer
 from modeldrop.api.errors import ApiError
-from modeldrop.api.routes import ROUTES, match
+from modeldrop.api.routes import ROUTES, Route, match
 from modeldrop.service.context import Context
 
 log = logs.get("api")
@@ -28,33 +34,75 @@ def _context() -> Context:
     return context()
 
 
-def _handlers(ctx: Context, request: Request, base_url: str) -> dict[str, Any]:
-    query = request.args.to_dict()
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI description of every route (a data file beside this module)."""
+    return json.loads(resources.files(__package__).joinpath("openapi.json").read_text())
+
+
+def _handlers(ctx: Context, request: Request) -> dict[str, Callable[..., Any]]:
+    base = request.host_url
+    limit = ctx.settings.max_body_bytes
+
+    def body() -> dict[str, Any]:
+        return proxy.read_json(request, limit)
+
     return {
         "health": lambda: {"status": "ok"},
-        "list_deployments": lambda: status.list_deployments(ctx, query, base_url),
+        "openapi": openapi_document,
+        "list_deployments": lambda: status.list_deployments(ctx, request.args.to_dict(), base),
         "deployment_status": lambda deployment_id: status.deployment_status(
-            ctx, deployment_id, base_url
+            ctx, deployment_id, base
         ),
-        "model_status": lambda name: status.model_status(ctx, name, base_url),
+        "delete_deployment": lambda deployment_id: status.delete_deployment(
+            ctx, deployment_id, base
+        ),
+        "model_status": lambda name: status.model_status(ctx, name, base),
+        "chat": lambda deployment_id: proxy.chat(ctx, proxy.deployed(ctx, deployment_id), body()),
+        "predict": lambda deployment_id: proxy.predict(
+            ctx, proxy.deployed(ctx, deployment_id), body()
+        ),
+        "stream_raw_predict": lambda deployment_id: proxy.stream_raw_predict(
+            ctx, proxy.deployed(ctx, deployment_id), body()
+        ),
+        "openai_models": lambda: openai.list_models(ctx),
+        "openai_chat": lambda: openai.chat_completions(ctx, body()),
     }
 
 
+def _error(error: ApiError, route: Route | None) -> Response:
+    body = openai.error_body(error) if route and route.openai else error.body()
+    return json_response(body, error.status)
+
+
 def handle(request: Request, ctx: Context | None = None) -> Response:
-    """Answer one request; every failure becomes a JSON error with a status and a hint."""
+    """Answer one request."""
+    started = time.perf_counter()
     route, params, known = match(request.method, request.path, ROUTES)
     try:
         if route is None:
             if known:
-                raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here.")
+                raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here.",
+                               "See GET /openapi.json for the routes.")  # fmt: skip
             raise ApiError(404, "NO_SUCH_ROUTE", f"No route {request.path}.",
                            "See GET /openapi.json for the routes.")  # fmt: skip
-        handler = _handlers(ctx or _context(), request, request.host_url)[route.name]
-        result = handler(**params)
-        return result if isinstance(result, Response) else json_response(result)
+        ctx = ctx or _context()
+        check_bearer(request.headers.get("Authorization"), ctx.settings.api_tokens, request.path)
+        result = _handlers(ctx, request)[route.name](**params)
+        if isinstance(result, Response):
+            response = result
+        elif isinstance(result, tuple):
+            response = json_response(*result)
+        else:
+            response = json_response(result)
     except ApiError as exc:
-        return json_response(exc.body(), exc.status)
+        response = _error(exc, route)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        error = ApiError(500, "INTERNAL", "The api failed unexpectedly.", "Try again; see logs.")
-        return json_response(error.body(), 500)
+        failure = ApiError(500, "INTERNAL", "The api failed unexpectedly.", "Try again; see logs.")
+        response = _error(failure, route)
+    log.info(
+        "%s %s -> %d", request.method, request.path, response.status_code,
+        extra={"duration_ms": round((time.perf_counter() - started) * 1000, 1)},
+    )  # fmt: skip
+    return response

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,18 +11,26 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     name: str
+    openai: bool = False  # errors in OpenAI's shape
 
 
-def route(method: str, path: str, name: str) -> Route:
+def route(method: str, path: str, name: str, openai: bool = False) -> Route:
     """`path` uses {param} placeholders matching one segment (no '/' and no ':')."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/:]+)", path)
-    return Route(method, re.compile(f"^{regex}$"), name)
+    return Route(method, re.compile(f"^{regex}$"), name, openai)
 
 
 ROUTES: list[Route] = [
     route("GET", "/healthz", "health"),
+    route("GET", "/openapi.json", "openapi"),
     route("GET", "/v1/deployments", "list_deployments"),
     route("GET", "/v1/deployments/{deployment_id}", "deployment_status"),
+    route("DELETE", "/v1/deployments/{deployment_id}", "delete_deployment"),
+    route("POST", "/v1/deployments/{deployment_id}/chat/completions", "chat"),
+    route("POST", "/v1/deployments/{deployment_id}:predict", "predict"),
+    route("POST", "/v1/deployments/{deployment_id}:streamRawPredict", "stream_raw_predict"),
+    route("GET", "/v1/models", "openai_models", openai=True),
+    route("POST", "/v1/chat/completions", "openai_chat", openai=True),
     route("GET", "/v1/models/{name}", "model_status"),
 ]
 
@@ -39,6 +45,3 @@ def match(method: str, path: str, routes: list[Route]) -> tuple[Route | None, di
                 return candidate, found.groupdict(), True
             known = True
     return None, {}, known
-
-
-Handler = Callable[..., Any]

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+from modeldrop import logs
 from modeldrop.api.errors import ApiError, not_found
 from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import Deployment, State
 from modeldrop.errors import UsageError
 from modeldrop.service.context import Context
+from modeldrop.service.lifecycle import poll_deploy, start_delete
+from modeldrop.service.ports import DeployError
 
 MAX_PAGE = 200
+REFRESH_SECONDS = 5.0
+_last_refresh: dict[str, float] = {}
+_refresh_lock = threading.Lock()
+log = logs.get("api.status")
 
 
 def get_deployment(ctx: Context, deployment_id: str) -> Deployment:
@@ -54,12 +63,51 @@ def list_deployments(ctx: Context, query: dict[str, str], base_url: str) -> dict
     }
 
 
+def refreshed(ctx: Context, record: Deployment) -> Deployment:
+    """A DEPLOYING record brought up to date from its operation, at most every few seconds per
+    record and instance, so pollers see DEPLOYED without waiting for reconcile's next tick."""
+    if record.state is not State.DEPLOYING or not (record.operation or record.endpoint):
+        return record
+    now = time.monotonic()
+    with _refresh_lock:
+        if now - _last_refresh.get(record.id, -REFRESH_SECONDS) < REFRESH_SECONDS:
+            return record
+        _last_refresh[record.id] = now
+    try:
+        return poll_deploy(ctx, record) or ctx.store.get(record.id) or record
+    except DeployError as exc:
+        log.warning("refresh failed: %s", exc.code, extra={"deployment_id": record.id})
+        return record
+
+
 def deployment_status(ctx: Context, deployment_id: str, base_url: str) -> dict[str, Any]:
-    return status_body(get_deployment(ctx, deployment_id), base_url)
+    return status_body(refreshed(ctx, get_deployment(ctx, deployment_id)), base_url)
 
 
 def model_status(ctx: Context, name: str, base_url: str) -> dict[str, Any]:
     record = ctx.store.latest_for_model(name)
     if record is None:
         raise not_found(f"Model {name!r}", "Upload it to the bucket under the models/ folder.")
-    return status_body(record, base_url)
+    return status_body(refreshed(ctx, record), base_url)
+
+
+def delete_deployment(
+    ctx: Context, deployment_id: str, base_url: str
+) -> tuple[dict[str, Any], int]:
+    """Undeploy and delete the endpoint (202 while that runs), or cancel a pending upload."""
+    record = get_deployment(ctx, deployment_id)
+    try:
+        result = start_delete(ctx, record)
+    except ValueError:
+        raise ApiError(
+            409, "DEPLOY_IN_PROGRESS", f"Deployment {record.id} is still DEPLOYING.",
+            "Vertex AI cannot undeploy mid-deploy; delete it once it is DEPLOYED or FAILED.",
+            state=str(record.state),
+        ) from None  # fmt: skip
+    except DeployError as exc:  # the undeploy goes on at the next reconcile tick
+        log.warning("undeploy step failed: %s", exc.code, extra={"deployment_id": record.id})
+        result = ctx.store.get(record.id)
+    if result is None:
+        raise ApiError(409, "CONFLICT", f"Deployment {record.id} changed meanwhile.", "Try again.")
+    code = 202 if result.state is State.UNDEPLOYING else 200
+    return status_body(result, base_url), code

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from modeldrop.service.ports import Deployer, DeploymentStore, EventPublisher, WorkQueue
+from modeldrop.service.ports import (
+    Deployer,
+    DeploymentStore,
+    EndpointClient,
+    EventPublisher,
+    WorkQueue,
+)
 from modeldrop.settings import Settings
 from modeldrop.validation.folder import Folder
 
@@ -26,3 +32,4 @@ class Context:
     open_folder: Callable[[str], Folder]
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = field(default=time.sleep)
+    endpoints: EndpointClient | None = None  # queries to deployed models (the api only)

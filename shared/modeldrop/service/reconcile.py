@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from modeldrop import logs
-from modeldrop.domain.deployment import Deployment, State, advance, update
+from modeldrop.domain.deployment import Deployment, State, update
 from modeldrop.service.context import Context
 from modeldrop.service.deploy import start_deploy, unstarted
-from modeldrop.service.ports import DeployError
+from modeldrop.service.lifecycle import poll_deploy, step_undeploy
 from modeldrop.service.records import commit, publish_pending
 from modeldrop.service.upload import drive_validation, hand_over
 
 log = logs.get("reconcile")
-MAX_DEPLOY_TIME = timedelta(hours=3)
 # A notification still pending this long after its transition was lost (its writer normally
 # publishes it within milliseconds); younger ones are left to their writer.
 PENDING_GRACE = timedelta(seconds=15)
@@ -51,7 +50,7 @@ def reconcile(ctx: Context) -> ReconcileReport:
     report = ReconcileReport()
     steps = (
         ((State.DEPLOYING,), _deploying),
-        ((State.UNDEPLOYING,), _undeploying),
+        ((State.UNDEPLOYING,), step_undeploy),
         ((State.DETECTED, State.VALIDATING), _stale_validation),
         ((State.VALIDATED,), _unclaimed),
     )
@@ -77,48 +76,7 @@ def _deploying(ctx: Context, record: Deployment) -> Deployment | None:
         lease = now + timedelta(seconds=ctx.settings.lease_seconds)
         claimed = commit(ctx, update(record, now, lease_expires_at=lease))
         return start_deploy(ctx, claimed) if claimed else None
-    if record.operation:
-        status = ctx.deployer.operation_status(record.operation)
-        if not status.done:
-            return _timeout(ctx, record)
-        if status.error:
-            failed = advance(record, State.FAILED, now, status.error["code"], error=status.error,
-                             lease_expires_at=None)  # fmt: skip
-            return commit(ctx, failed)
-        endpoint = status.endpoint or record.endpoint
-    else:
-        endpoint = record.endpoint
-    info = ctx.deployer.describe_endpoint(endpoint) if endpoint else None
-    if info is None or not info.ready:
-        return _timeout(ctx, record)
-    labels = record.overrides.get("labels")
-    if labels:
-        ctx.deployer.set_labels(info.name, labels)
-    deployed = advance(
-        record, State.DEPLOYED, now, info.name, endpoint=info.name,
-        endpoint_dns=info.dedicated_endpoint_dns, deployed_model_id=info.deployed_model_ids[0],
-        lease_expires_at=None,
-    )  # fmt: skip
-    return commit(ctx, deployed)
-
-
-def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
-    if ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
-        return None
-    error = DeployError(
-        f"The deploy did not finish within {MAX_DEPLOY_TIME}.",
-        "Check the endpoint in the Vertex AI console; delete the deployment to stop costs.",
-        code="DEPLOY_TIMEOUT",
-    )
-    return commit(
-        ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=error.as_dict())
-    )
-
-
-def _undeploying(ctx: Context, record: Deployment) -> Deployment | None:
-    if record.endpoint and not ctx.deployer.undeploy(record.endpoint):
-        return None
-    return commit(ctx, advance(record, State.UNDEPLOYED, ctx.clock(), "endpoint deleted"))
+    return poll_deploy(ctx, record)
 
 
 def _stale_validation(ctx: Context, record: Deployment) -> Deployment | None:

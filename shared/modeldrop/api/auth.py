@@ -1,0 +1,27 @@
+"""Optional bearer tokens (MODELDROP_API_TOKENS); on Google Cloud, IAM invoker guards the api."""
+
+from __future__ import annotations
+
+import hmac
+
+from modeldrop.api.errors import ApiError
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
+def check_bearer(authorization: str | None, tokens: tuple[str, ...], path: str) -> None:
+    """Raise 401 unless a configured token is presented (constant-time comparisons)."""
+    if not tokens or path in PUBLIC_PATHS:
+        return
+    scheme, _, presented = (authorization or "").partition(" ")
+    given = presented.strip().encode() if scheme.lower() == "bearer" else b""
+    matched = False
+    for token in tokens:  # compare with every token: the time taken does not tell which matched
+        matched |= hmac.compare_digest(given, token.encode())
+    if not matched:
+        raise ApiError(
+            401,
+            "UNAUTHENTICATED",
+            "A valid bearer token is required.",
+            "Send 'Authorization: Bearer <token>' with one of the tokens in MODELDROP_API_TOKENS.",
+        )

@@ -1,0 +1,71 @@
+"""The OpenAI-compatible surface: GET /v1/models and POST /v1/chat/completions.
+
+`model` names a model (its newest DEPLOYED revision) or a deployment id, so the official
+`openai` client works with base_url=<api>/v1. Errors use OpenAI's error body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from modeldrop.api import proxy
+from modeldrop.api.errors import ApiError
+from modeldrop.domain.deployment import Deployment, State
+from modeldrop.service.context import Context
+
+ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+    409: "invalid_request_error", 413: "invalid_request_error",
+}  # fmt: skip
+
+
+def error_body(error: ApiError) -> dict[str, Any]:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+    message = f"{error.message} {error.hint}".strip()
+    kind = ERROR_TYPES.get(error.status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": error.code.lower()}}
+
+
+def list_models(ctx: Context) -> dict[str, Any]:
+    """Every model name with a DEPLOYED revision (its newest one)."""
+    newest: dict[str, Deployment] = {}
+    token = None
+    while True:
+        page, token = ctx.store.list(states=(State.DEPLOYED,), limit=200, page_token=token)
+        for record in page:
+            newest.setdefault(record.model, record)
+        if not token:
+            break
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": int(record.created_at.timestamp()),
+             "owned_by": "modeldrop", "deployment_id": record.id}
+            for name, record in sorted(newest.items())
+        ],
+    }  # fmt: skip
+
+
+def resolve(ctx: Context, model: Any) -> Deployment:
+    """The DEPLOYED record a request's `model` names (deployment id, else model name)."""
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "MODEL_REQUIRED", 'The body needs "model": a model name or a '
+                       "deployment id.", "List the names with GET /v1/models.")  # fmt: skip
+    by_id = ctx.store.get(model)
+    if by_id is not None:
+        return proxy.require_deployed(by_id)
+    page, _ = ctx.store.list(states=(State.DEPLOYED,), model=model, limit=1)
+    if page:
+        return page[0]
+    newest = ctx.store.latest_for_model(model)
+    if newest is None:
+        raise ApiError(404, "MODEL_NOT_FOUND", f"The model {model!r} does not exist.",
+                       "List the names with GET /v1/models.")  # fmt: skip
+    return proxy.require_deployed(newest)
+
+
+def chat_completions(ctx: Context, body: dict[str, Any]) -> Response | dict[str, Any]:
+    record = resolve(ctx, body.get("model"))
+    return proxy.chat(ctx, record, {**body, "model": record.model_user_id})

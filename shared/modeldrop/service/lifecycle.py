@@ -1,0 +1,93 @@
+"""A deployment's life after Deploy: watching it come up, and taking it down again.
+
+Used by reconcile (every tick) and by the api (a status read refreshes a DEPLOYING record;
+DELETE starts the undeploy), so both move records the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from modeldrop.domain.deployment import Deployment, State, advance
+from modeldrop.service.context import Context
+from modeldrop.service.ports import DeployError
+from modeldrop.service.records import commit
+
+MAX_DEPLOY_TIME = timedelta(hours=3)
+CANCELLABLE = (State.DETECTED, State.VALIDATING, State.VALIDATED)
+
+
+def expected_endpoint(ctx: Context, record: Deployment) -> str:
+    """The endpoint a deploy of this record creates (its id is derived from the record's)."""
+    s = ctx.settings
+    return f"projects/{s.project}/locations/{s.region}/endpoints/{record.endpoint_user_id}"
+
+
+def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
+    """Look at a started deploy (its operation, or its endpoint after a crash-retry) and move
+    the record to DEPLOYED or FAILED when it is over. None while it is still running."""
+    now = ctx.clock()
+    if record.operation:
+        status = ctx.deployer.operation_status(record.operation)
+        if not status.done:
+            return _timeout(ctx, record)
+        if status.error:
+            failed = advance(record, State.FAILED, now, status.error["code"], error=status.error,
+                             lease_expires_at=None)  # fmt: skip
+            return commit(ctx, failed)
+        endpoint = status.endpoint or record.endpoint
+    else:
+        endpoint = record.endpoint
+    info = ctx.deployer.describe_endpoint(endpoint) if endpoint else None
+    if info is None or not info.ready:
+        return _timeout(ctx, record)
+    labels = record.overrides.get("labels")
+    if labels:
+        ctx.deployer.set_labels(info.name, labels)
+    deployed = advance(
+        record, State.DEPLOYED, now, info.name, endpoint=info.name,
+        endpoint_dns=info.dedicated_endpoint_dns, deployed_model_id=info.deployed_model_ids[0],
+        lease_expires_at=None,
+    )  # fmt: skip
+    return commit(ctx, deployed)
+
+
+def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
+    if ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
+        return None
+    error = DeployError(
+        f"The deploy did not finish within {MAX_DEPLOY_TIME}.",
+        "Check the endpoint in the Vertex AI console; delete the deployment to stop costs.",
+        code="DEPLOY_TIMEOUT",
+    )
+    return commit(
+        ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=error.as_dict())
+    )
+
+
+def step_undeploy(ctx: Context, record: Deployment) -> Deployment | None:
+    """One undeploy step of an UNDEPLOYING record; UNDEPLOYED once its endpoint is gone.
+
+    A failed deploy may have left its endpoint behind without recording it, so the endpoint
+    the record's deploy would have created is cleaned up too.
+    """
+    endpoint = record.endpoint or expected_endpoint(ctx, record)
+    if not ctx.deployer.undeploy(endpoint):
+        return None
+    return commit(ctx, advance(record, State.UNDEPLOYED, ctx.clock(), "endpoint deleted"))
+
+
+def start_delete(ctx: Context, record: Deployment) -> Deployment | None:
+    """DELETE of a deployment: undeploy a served (or failed) one, cancel one not yet deploying.
+
+    Returns the record as it now stands; None when someone else changed it first. Raises
+    DeployError when Vertex AI refuses, and ValueError when the state allows no delete yet.
+    """
+    if record.state in (State.DEPLOYED, State.FAILED):
+        undeploying = commit(ctx, advance(record, State.UNDEPLOYING, ctx.clock(), "DELETE"))
+        return step_undeploy(ctx, undeploying) or undeploying if undeploying else None
+    if record.state in CANCELLABLE:
+        return commit(ctx, advance(record, State.SUPERSEDED, ctx.clock(), "cancelled by DELETE"))
+    if record.state is State.DEPLOYING:
+        raise ValueError("DEPLOYING")
+    return record  # UNDEPLOYING goes on by itself; the rest has nothing left to delete
