@@ -137,6 +137,36 @@ class FakeDeployer:
         return True
 
 
+class FakeEndpoints:
+    """Dedicated endpoints in memory: canned answers, or a scripted failure."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []  # (kind, deployment id, body)
+        self.failure: Exception | None = None
+        self.stream_chunks = [b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n']
+
+    def _record(self, kind: str, deployment: Deployment, body: dict) -> None:
+        self.calls.append((kind, deployment.id, body))
+        if self.failure:
+            raise self.failure
+
+    def chat_completions(self, deployment: Deployment, body: dict) -> dict:
+        self._record("chat", deployment, body)
+        return {"object": "chat.completion", "choices": [{"message": {"content": "hi"}}]}
+
+    def stream_chat_completions(self, deployment: Deployment, body: dict):
+        self._record("stream", deployment, body)
+        return iter(self.stream_chunks)
+
+    def predict(self, deployment: Deployment, body: dict) -> dict:
+        self._record("predict", deployment, body)
+        return {"predictions": ["x" for _ in body["instances"]]}
+
+    def stream_raw_predict(self, deployment: Deployment, body: dict):
+        self._record("raw", deployment, body)
+        return iter(self.stream_chunks)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -179,6 +209,7 @@ class Harness:
     deployer: FakeDeployer
     bucket: LocalBucket
     clock: Clock
+    endpoints: FakeEndpoints
 
 
 def make_harness(tmp_path: Path, **settings: str) -> Harness:
@@ -187,8 +218,9 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
         FakeStore(), FakeEvents(), FakeQueue(), FakeDeployer(), Clock()
     )  # fmt: skip
     env = {"MODELDROP_SETTLE_SECONDS": "0", "MODELDROP_BASE_POLICY": "strict", **settings}
+    endpoints = FakeEndpoints()
     ctx = Context(
         Settings.from_env(env), store, events, queue, deployer, bucket.open, clock,
-        sleep=clock.advance,
+        sleep=clock.advance, endpoints=endpoints,
     )  # fmt: skip
-    return Harness(ctx, store, events, queue, deployer, bucket, clock)
+    return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints)
