@@ -1,0 +1,128 @@
+"""The api function on the local stack: status URL, proxied queries to a real engine, the
+official `openai` client, DELETE to UNDEPLOYED."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from tests.e2e.test_local_stack import upload, wait_state
+
+
+@pytest.fixture(scope="module")
+def served(stack, tiny_model):
+    upload(stack, tiny_model, "api-chat")
+    status = wait_state(stack, "api-chat")
+    assert status["state"] == "DEPLOYED", status
+    return status
+
+
+def sse_data(response: requests.Response) -> list[str]:
+    return [
+        line[6:] for line in response.iter_lines(decode_unicode=True) if line.startswith("data: ")
+    ]
+
+
+def test_status_url_links_and_chat_through_the_api(stack, served):
+    status = requests.get(served["links"]["self"], timeout=10).json()
+    assert status["state"] == "DEPLOYED" and status["links"]["chat"].startswith(stack.urls["api"])
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0,
+            "ignore_eos": True}  # fmt: skip
+    answer = requests.post(status["links"]["chat"], json=body, timeout=60).json()
+    assert answer["usage"]["completion_tokens"] == 6
+
+
+def test_streamed_chat_arrives_in_chunks_and_ends_with_done(stack, served):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 12, "temperature": 0,
+            "stream": True, "ignore_eos": True}  # fmt: skip
+    with requests.post(served["links"]["chat"], json=body, stream=True, timeout=60) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = sse_data(response)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert len(chunks) >= 2 and all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_predict_and_stream_raw_predict_bodies_from_the_seed(stack, served):
+    base = f"{stack.urls['api']}/v1/deployments/{served['id']}"
+    instance = {"prompt": "How to tell the time by looking at the sky?", "temperature": 0,
+                "top_p": 1, "max_tokens": 8, "ignore_eos": True}  # fmt: skip
+    predictions = requests.post(
+        f"{base}:predict", json={"instances": [instance]}, timeout=60
+    ).json()
+    assert predictions["predictions"][0].startswith("Prompt:\nHow to tell the time")
+    streamed = {"instances": [{**instance, "stream": True}]}
+    with requests.post(
+        f"{base}:streamRawPredict", json=streamed, stream=True, timeout=60
+    ) as response:
+        events = sse_data(response)
+    assert events[-1] == "[DONE]" and len(events) >= 2
+
+
+def test_official_openai_client(stack, served):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{stack.urls['api']}/v1", api_key="unused-locally")
+    assert "api-chat" in [m.id for m in client.models.list().data]
+    completion = client.chat.completions.create(
+        model="api-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5, temperature=0
+    )
+    assert completion.choices[0].message.role == "assistant"
+    assert 1 <= completion.usage.completion_tokens <= 5
+    stream = client.chat.completions.create(
+        model=served["id"], messages=[{"role": "user", "content": "hi"}], max_tokens=5,
+        temperature=0, stream=True,
+    )  # fmt: skip
+    pieces = [c for c in stream if c.choices and c.choices[0].delta.content]
+    assert 1 <= len(pieces) <= 5
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError) as caught:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.body["code"] == "model_not_found"
+
+
+def test_upstream_timeout_is_a_504(stack, served, monkeypatch):
+    """The api in-process, with a 0.3 s upstream limit, against the stack's real engine."""
+    from flask import Flask
+
+    from modeldrop.api.app import handle
+    from modeldrop.bootstrap import build_context
+    from modeldrop.settings import Settings
+
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MODELDROP_UPSTREAM_TIMEOUT", "0.3")
+    ctx = build_context(Settings.from_env())
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 400, "ignore_eos": True}
+    with Flask(__name__).test_request_context(
+        f"/v1/deployments/{served['id']}/chat/completions", method="POST", json=body
+    ):
+        from flask import request
+
+        response = handle(request, ctx)
+    assert response.status_code == 504
+    assert json.loads(response.get_data())["error"]["code"] == "UPSTREAM_TIMEOUT"
+
+
+def test_delete_undeploys_and_deletes_the_endpoint(stack, tiny_model):
+    upload(stack, tiny_model, "to-delete")
+    status = wait_state(stack, "to-delete")
+    assert status["state"] == "DEPLOYED"
+    response = requests.delete(status["links"]["self"], timeout=30)
+    assert response.status_code in (200, 202) and response.json()["state"] in (
+        "UNDEPLOYING",
+        "UNDEPLOYED",
+    )
+    deadline = time.monotonic() + 60
+    while requests.get(status["links"]["self"], timeout=10).json()["state"] != "UNDEPLOYED":
+        assert time.monotonic() < deadline, "never UNDEPLOYED"
+        time.sleep(0.3)
+    vertex = requests.get(f"{stack.urls['vertex']}/emulator/state", timeout=10).json()
+    assert not [e for e in vertex["endpoints"] if e["name"] == status["endpoint"]]
+    assert not [e for e in vertex["engines"] if e.get("endpoint") == status["endpoint"]]
+    chat = requests.post(status["links"]["chat"], json={"messages": []}, timeout=10)
+    assert chat.status_code == 409 and chat.json()["error"]["state"] == "UNDEPLOYED"
