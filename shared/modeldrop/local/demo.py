@@ -77,11 +77,11 @@ def run(
             status_url = f"{info['api_url']}/v1/models/{MODEL}"
             status = requests.get(status_url, timeout=30).json()
             print(f"   {status['state']} {time.monotonic() - uploaded:.1f} s after the upload")
-            print(f"5. status ({status_url}):")
+            print(f"5. status URL: {status['links']['self']}")
             print(json.dumps(status, indent=2))
             if status["state"] != "DEPLOYED":
                 return 1
-            answered = chat(info, status)
+            answered = chat(status)
             time.sleep(1)
             received = [summary(m) for m in subscriber.messages]
             print(f"7. notifications received by the subscriber ({len(received)}):")
@@ -91,23 +91,24 @@ def run(
             subscriber.close()
 
 
-def chat(info: dict[str, Any], status: dict[str, Any]) -> bool:
-    """One chat completion to the deployed endpoint recorded in Firestore."""
-    from google.cloud import firestore
-
-    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
-    from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
-    from modeldrop.settings import Settings
-
-    store = FirestoreDeploymentStore(firestore.Client(project=info["project"]))
-    record = store.get(status["id"])
-    client = DedicatedEndpointClient(Settings.from_env({"MODELDROP_ENDPOINT_SCHEME": "http"}))
+def chat(status: dict[str, Any]) -> bool:
+    """One streamed chat completion through the api, printed as the chunks arrive."""
+    url = status["links"]["chat"]
     body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
-            "temperature": 0}  # fmt: skip
-    print(f"6. chat completion from {client.url(record, '/chat/completions')}")
-    answer = client.chat_completions(record, body)
-    print(json.dumps(answer, indent=2))
-    return bool(answer.get("choices"))
+            "temperature": 0, "stream": True}  # fmt: skip
+    print(f"6. streamed chat completion through the api: POST {url}")
+    chunks = 0
+    print("   ", end="")
+    with requests.post(url, json=body, stream=True, timeout=120) as response:
+        response.raise_for_status()
+        for line in response.iter_lines(decode_unicode=True):
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            chunks += 1
+            print(repr(delta), end=" ", flush=True)
+    print(f"\n   {chunks} chunks (a tiny random model: the words mean nothing)")
+    return chunks > 0
 
 
 if __name__ == "__main__":
