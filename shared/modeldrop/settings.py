@@ -63,6 +63,9 @@ SETTINGS: dict[str, Setting] = {
         "MODELDROP_API_TOKENS", "", _list, "optional bearer tokens for the api (comma separated)"
     ),
     "max_body_bytes": Setting("MODELDROP_MAX_BODY_BYTES", "1048576", int),
+    "record_cache_seconds": Setting(
+        "MODELDROP_RECORD_CACHE_SECONDS", "5", float, "the api reuses a DEPLOYED record this long"
+    ),
     "publish_timeout": Setting(
         "MODELDROP_PUBLISH_TIMEOUT", "30", float, "seconds to wait for Pub/Sub to take a message"
     ),
@@ -90,6 +93,7 @@ class Settings:
     upstream_timeout: float
     api_tokens: tuple[str, ...]
     max_body_bytes: int
+    record_cache_seconds: float
     publish_timeout: float
 
     @classmethod

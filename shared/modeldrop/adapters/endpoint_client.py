@@ -66,6 +66,8 @@ class DedicatedEndpointClient:
             session: requests.Session = AuthorizedSession(credentials)
         else:
             session = requests.Session()
+        # endpoints are addressed directly: skip the per-call scan of proxy environment variables
+        session.trust_env = False
         adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -53,12 +53,15 @@ def resolve(ctx: Context, model: Any) -> Deployment:
     if not isinstance(model, str) or not model:
         raise ApiError(400, "MODEL_REQUIRED", 'The body needs "model": a model name or a '
                        "deployment id.", "List the names with GET /v1/models.")  # fmt: skip
+    cache = proxy.deployed_cache(ctx)
+    if cached := cache.get(f"model:{model}"):
+        return cached
     by_id = ctx.store.get(model)
     if by_id is not None:
-        return proxy.require_deployed(by_id)
+        return cache.put(f"model:{model}", proxy.require_deployed(by_id))
     page, _ = ctx.store.list(states=(State.DEPLOYED,), model=model, limit=1)
     if page:
-        return page[0]
+        return cache.put(f"model:{model}", page[0])
     newest = ctx.store.latest_for_model(model)
     if newest is None:
         raise ApiError(404, "MODEL_NOT_FOUND", f"The model {model!r} does not exist.",

@@ -14,6 +14,7 @@ from flask import Request, Response
 
 from modeldrop import logs
 from modeldrop.adapters.endpoint_client import UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from modeldrop.api.cache import DeployedCache
 from modeldrop.api.errors import ApiError, not_found
 from modeldrop.domain.deployment import Deployment, State
 from modeldrop.errors import ModeldropError
@@ -49,12 +50,19 @@ def too_large(limit: int) -> ApiError:
                     "Send a shorter prompt, or raise MODELDROP_MAX_BODY_BYTES.")  # fmt: skip
 
 
+def deployed_cache(ctx: Context) -> DeployedCache:
+    return ctx.memo.setdefault("deployed", DeployedCache(ctx.settings.record_cache_seconds))
+
+
 def deployed(ctx: Context, deployment_id: str) -> Deployment:
     """The DEPLOYED record with this id: 404 when unknown, 409 (with its state) otherwise."""
+    cache = deployed_cache(ctx)
+    if cached := cache.get(deployment_id):
+        return cached
     record = ctx.store.get(deployment_id)
     if record is None:
         raise not_found(f"Deployment {deployment_id!r}")
-    return require_deployed(record)
+    return cache.put(deployment_id, require_deployed(record))
 
 
 def require_deployed(record: Deployment) -> Deployment:
@@ -69,8 +77,11 @@ def require_deployed(record: Deployment) -> Deployment:
     return record
 
 
-def upstream_failure(exc: ModeldropError) -> ApiError:
-    """502/504 for a failing endpoint, keeping the endpoint's status and body."""
+def upstream_failure(ctx: Context, record: Deployment, exc: ModeldropError) -> ApiError:
+    """502/504 for a failing endpoint, keeping the endpoint's status and body. An endpoint that
+    is gone (404, unreachable) is looked up afresh next time."""
+    if isinstance(exc, UpstreamUnreachable) or getattr(exc, "status", None) == 404:
+        deployed_cache(ctx).drop(record.id)
     if isinstance(exc, UpstreamTimeout):
         return ApiError(504, "UPSTREAM_TIMEOUT", exc.message, exc.hint)
     if isinstance(exc, UpstreamError):
@@ -110,7 +121,7 @@ def chat(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response | d
             return stream_response(endpoints.stream_chat_completions(record, body), record)
         return endpoints.chat_completions(record, body)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:
-        raise upstream_failure(exc) from exc
+        raise upstream_failure(ctx, record, exc) from exc
 
 
 def predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +129,7 @@ def predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> dict[str,
     try:
         return ctx.endpoints.predict(record, body)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:
-        raise upstream_failure(exc) from exc
+        raise upstream_failure(ctx, record, exc) from exc
 
 
 def stream_raw_predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response:
@@ -126,7 +137,7 @@ def stream_raw_predict(ctx: Context, record: Deployment, body: dict[str, Any]) -
     try:
         return stream_response(ctx.endpoints.stream_raw_predict(record, body), record)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:
-        raise upstream_failure(exc) from exc
+        raise upstream_failure(ctx, record, exc) from exc
 
 
 def _require_instances(body: dict[str, Any]) -> None:

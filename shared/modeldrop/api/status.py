@@ -8,6 +8,7 @@ from typing import Any
 
 from modeldrop import logs
 from modeldrop.api.errors import ApiError, not_found
+from modeldrop.api.proxy import deployed_cache
 from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import Deployment, State
 from modeldrop.errors import UsageError
@@ -96,6 +97,7 @@ def delete_deployment(
 ) -> tuple[dict[str, Any], int]:
     """Undeploy and delete the endpoint (202 while that runs), or cancel a pending upload."""
     record = get_deployment(ctx, deployment_id)
+    deployed_cache(ctx).drop(record.id)
     try:
         result = start_delete(ctx, record)
     except ValueError:

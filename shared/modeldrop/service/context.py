@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from modeldrop.service.ports import (
     Deployer,
@@ -33,3 +34,4 @@ class Context:
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = field(default=time.sleep)
     endpoints: EndpointClient | None = None  # queries to deployed models (the api only)
+    memo: dict[str, Any] = field(default_factory=dict)  # per-instance caches (the api's)

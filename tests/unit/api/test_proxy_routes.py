@@ -219,3 +219,29 @@ def test_logs_carry_no_tokens_or_bodies(h):
     text = out.getvalue()
     assert "chat/completions -> 200" in text and "-> 401" in text
     assert "tok-XYZ" not in text and "wrong-token" not in text and "my-secret-prompt" not in text
+
+
+def test_deployed_record_is_reused_briefly_and_dropped_on_delete(h):
+    path = f"/v1/deployments/{h.deployed.id}/chat/completions"
+    assert call(h, "POST", path, CHAT)[0].status_code == 200
+    row = h.store.rows.pop(h.deployed.id)  # a second read would now find nothing
+    assert call(h, "POST", path, CHAT)[0].status_code == 200  # served from the cache
+    h.store.rows[h.deployed.id] = row
+    call(h, "DELETE", f"/v1/deployments/{h.deployed.id}")
+    response, payload = call(h, "POST", path, CHAT)
+    assert response.status_code == 409 and json.loads(payload)["error"]["state"] == "UNDEPLOYED"
+
+
+def test_cache_expires_and_can_be_turned_off():
+    from modeldrop.api.cache import DeployedCache
+
+    now = [0.0]
+    cache = DeployedCache(5, clock=lambda: now[0])
+    record = object()
+    cache.put("a", record)
+    assert cache.get("a") is record
+    now[0] = 6
+    assert cache.get("a") is None
+    off = DeployedCache(0)
+    off.put("a", record)
+    assert off.get("a") is None
