@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench demo up clean
+.PHONY: install test lint format bench demo up clean bundle
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ up: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
+
+# The Cloud Functions source archive (build/modeldrop-functions.zip) Terraform deploys.
+bundle: $(STAMP)
+	$(PY) -m modeldrop.bundle
 
 clean:
 	rm -rf $(VENV) build dist .modeldrop shared/*.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -10,6 +11,13 @@ from typing import Any
 
 def _bool(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    value = json.loads(text) if text.strip() else None
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -63,6 +71,19 @@ SETTINGS: dict[str, Setting] = {
         "MODELDROP_API_TOKENS", "", _list, "optional bearer tokens for the api (comma separated)"
     ),
     "max_body_bytes": Setting("MODELDROP_MAX_BODY_BYTES", "1048576", int),
+    "default_machine_spec": Setting(
+        "MODELDROP_DEFAULT_MACHINE_SPEC",
+        "",
+        _json_object,
+        'JSON {"machine_type", "accelerator_type", "accelerator_count"} used instead of the '
+        "recommendation when it fits (a folder's modeldrop.yaml still wins)",
+    ),
+    "psc_project_allowlist": Setting(
+        "MODELDROP_PSC_PROJECT_ALLOWLIST",
+        "",
+        _list,
+        "deploy private Private Service Connect endpoints for these projects (comma separated)",
+    ),
     "record_cache_seconds": Setting(
         "MODELDROP_RECORD_CACHE_SECONDS", "5", float, "the api reuses a DEPLOYED record this long"
     ),
@@ -93,6 +114,8 @@ class Settings:
     upstream_timeout: float
     api_tokens: tuple[str, ...]
     max_body_bytes: int
+    default_machine_spec: dict[str, Any] | None
+    psc_project_allowlist: tuple[str, ...]
     record_cache_seconds: float
     publish_timeout: float
 

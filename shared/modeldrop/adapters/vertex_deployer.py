@@ -17,8 +17,14 @@ from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, Op
 from modeldrop.settings import Settings
 
 
-def deploy_request(deployment: Deployment, project: str, region: str) -> dict[str, Any]:
-    """The DeployRequest for a deployment, as a proto-plus mapping (snake_case field names)."""
+def deploy_request(
+    deployment: Deployment, project: str, region: str, psc_allowlist: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The DeployRequest for a deployment, as a proto-plus mapping (snake_case field names).
+
+    The endpoint is private (Private Service Connect) when the folder's modeldrop.yaml asks for
+    it, or when the operator set a project allowlist for every deployment.
+    """
     overrides = deployment.overrides
     machine = overrides.get("machine_spec") or deployment.machine or {}
     replicas = overrides.get("replicas", {})
@@ -28,7 +34,9 @@ def deploy_request(deployment: Deployment, project: str, region: str) -> dict[st
         "endpoint_user_id": deployment.endpoint_user_id,
         "dedicated_endpoint_enabled": True,
     }
-    private = overrides.get("private_endpoint")
+    private = overrides.get("private_endpoint") or (
+        {"enabled": True, "project_allowlist": list(psc_allowlist)} if psc_allowlist else None
+    )
     if private and private.get("enabled", True):
         endpoint_config["private_service_connect_config"] = {
             "enable_private_service_connect": True,
@@ -96,7 +104,12 @@ class VertexDeployer:
         from google.api_core import exceptions
 
         request = self._sdk.DeployRequest(
-            deploy_request(deployment, self.settings.project, self.settings.region)
+            deploy_request(
+                deployment,
+                self.settings.project,
+                self.settings.region,
+                self.settings.psc_project_allowlist,
+            )
         )
         try:
             operation = self._garden.deploy(request=request)

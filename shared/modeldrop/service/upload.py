@@ -13,7 +13,7 @@ from datetime import timedelta
 from modeldrop import catalog, logs
 from modeldrop.domain.completion import Completion, decide, fingerprint, folder_of, revision
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
-from modeldrop.domain.findings import Severity
+from modeldrop.domain.findings import MachineSpec, Severity
 from modeldrop.errors import AccessError
 from modeldrop.service.context import Context
 from modeldrop.service.records import commit, create
@@ -101,9 +101,12 @@ def supersede_older(ctx: Context, record: Deployment) -> None:
 
 def validate(ctx: Context, record: Deployment) -> Deployment:
     """Run validation on a claimed VALIDATING record and record the verdict."""
+    default = ctx.settings.default_machine_spec
     try:
         verdict = validate_folder(
-            ctx.open_folder(record.gcs_uri), BasePolicy(ctx.settings.base_policy)
+            ctx.open_folder(record.gcs_uri),
+            BasePolicy(ctx.settings.base_policy),
+            MachineSpec(**default) if default else None,
         )
     except AccessError:
         commit(ctx, update(record, ctx.clock(), lease_expires_at=ctx.clock()))

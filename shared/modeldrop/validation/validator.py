@@ -7,7 +7,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from modeldrop import catalog
-from modeldrop.domain.findings import Finding, MachineSpec, Severity, Verdict, error, info
+from modeldrop.domain.findings import (
+    Finding,
+    MachineSpec,
+    Severity,
+    Verdict,
+    error,
+    info,
+    warning,
+)
 from modeldrop.validation import quantization, sizing
 from modeldrop.validation.architecture import BasePolicy, check_architecture
 from modeldrop.validation.folder import FileInfo, Folder
@@ -189,8 +197,11 @@ def _machine(
     config: ModelConfig | None,
     overrides: Overrides,
     inv: Inventory,
+    default: MachineSpec | None,
     findings: list[Finding],
 ) -> MachineSpec | None:
+    """The folder's requested machine (checked), else the operator's default when it fits,
+    else the cheapest machine that fits."""
     if weight_bytes is None:
         return None
     machines = catalog.machine_catalog()
@@ -202,12 +213,25 @@ def _machine(
         )
         findings.extend(checks)
         return requested if all(f.severity is not Severity.ERROR for f in checks) else None
+    if default:
+        checks = sizing.check_requested(default, weight_bytes, heads, machines, None)
+        name = default.machine_type
+        if all(f.severity is not Severity.ERROR for f in checks):
+            text = f"Using the default machine {name} (MODELDROP_DEFAULT_MACHINE_SPEC)."
+            findings.append(info("MACHINE_DEFAULT", text))
+            return default
+        text = f"The default machine {name} cannot serve this model: {checks[0].message}"
+        findings.append(warning("MACHINE_DEFAULT_UNUSABLE", text + " Using the recommendation."))
     spec, finding = sizing.recommend(weight_bytes, heads, machines)
     findings.append(finding)
     return spec
 
 
-def validate_folder(folder: Folder, policy: BasePolicy = BasePolicy.STRICT) -> Verdict:
+def validate_folder(
+    folder: Folder,
+    policy: BasePolicy = BasePolicy.STRICT,
+    default_machine: MachineSpec | None = None,
+) -> Verdict:
     """Validate one model folder. Raises AccessError only when the folder cannot be read."""
     inv = take_inventory(folder.list_files(), catalog.file_rules())
     findings = list(inv.findings)
@@ -237,7 +261,7 @@ def validate_folder(folder: Folder, policy: BasePolicy = BasePolicy.STRICT) -> V
         )
 
     parameters, weight_bytes = _weights(headers, inv, config, findings)
-    machine = _machine(weight_bytes, config, overrides, inv, findings)
+    machine = _machine(weight_bytes, config, overrides, inv, default_machine, findings)
     findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
     return Verdict(
         findings=tuple(findings),

@@ -68,3 +68,16 @@ def test_user_ids_follow_vertex_rules():
     for value in (long.endpoint_user_id, long.model_user_id):
         assert len(value) <= 63 and value[0].isalpha() and value[-1].isalnum()
         assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def test_operator_psc_allowlist_makes_every_endpoint_private_unless_the_folder_says():
+    body = deploy_request(deployment(), "proj", "us-central1", ("client-a", "client-b"))
+    assert body["endpoint_config"]["private_service_connect_config"] == {
+        "enable_private_service_connect": True,
+        "project_allowlist": ["client-a", "client-b"],
+    }
+    own = {"private_endpoint": {"enabled": True, "project_allowlist": ["mine"]}}
+    body = deploy_request(deployment(overrides=own), "proj", "us-central1", ("client-a",))
+    assert body["endpoint_config"]["private_service_connect_config"]["project_allowlist"] == [
+        "mine"
+    ]

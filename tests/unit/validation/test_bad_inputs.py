@@ -302,3 +302,17 @@ def test_broken_folder_is_rejected_with_its_code(tmp_path, name):
     finding = next(f for f in data["findings"] if f["code"] == code)
     assert len(finding["message"]) > 30
     json.dumps(data)  # the verdict is always serialisable
+
+
+def test_operator_default_machine_is_used_when_it_fits_else_the_recommendation(tmp_path):
+    from modeldrop.domain.findings import MachineSpec
+
+    folder = LocalFolder(write_valid(tmp_path / "ok"))
+    fits = MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1)
+    verdict = validate_folder(folder, BasePolicy.STRICT, fits)
+    assert verdict.recommended_machine == fits and verdict.accepted
+    assert "MACHINE_DEFAULT" in [f.code for f in verdict.findings]
+    odd = MachineSpec("g2-standard-48", "NVIDIA_L4", 4)  # 14 heads do not split over 4 GPUs
+    verdict = validate_folder(folder, BasePolicy.STRICT, odd)
+    assert verdict.accepted and verdict.recommended_machine != odd
+    assert "MACHINE_DEFAULT_UNUSABLE" in [f.code for f in verdict.findings]

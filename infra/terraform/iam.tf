@@ -1,0 +1,244 @@
+# Service accounts and their roles: one runtime identity per function, each with only what
+# its code path uses; separate identities for event delivery and for builds. No basic
+# (owner/editor/viewer) role anywhere; tests/infra checks that.
+
+locals {
+  # What each function's code does (see modeldrop/service):
+  #   validate  - lists and reads model folders, records verdicts, queues and notifies
+  #   deploy    - claims records, calls Model Garden Deploy with the folder's gs:// URI
+  #   reconcile - polls/undeploys on Vertex AI, re-validates stalled folders, re-queues
+  #               lost hand-overs, republishes notifications
+  #   api       - reads records, queries endpoints, undeploys on DELETE, notifies
+  function_access = {
+    validate = {
+      reads_models = true
+      topics       = ["validated", "events"]
+      vertex       = false
+    }
+    deploy = {
+      reads_models = true # the deploy names the folder; reading it is the caller's right
+      topics       = ["events"]
+      vertex       = true
+    }
+    reconcile = {
+      reads_models = true
+      topics       = ["validated", "events"]
+      vertex       = true
+    }
+    api = {
+      reads_models = false
+      topics       = ["events"]
+      vertex       = true
+    }
+  }
+
+  topic_grants = merge([
+    for fn, access in local.function_access : {
+      for topic in access.topics : "${fn}-${topic}" => { function = fn, topic = topic }
+    }
+  ]...)
+
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# -- runtime identities ----------------------------------------------------------------------
+
+resource "google_service_account" "function" {
+  for_each = local.function_access
+
+  account_id   = "modeldrop-${each.key}"
+  display_name = "modeldrop ${each.key} function"
+  description  = "Runtime identity of the modeldrop-${each.key} Cloud Function."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Firestore: read and write documents (roles/datastore.user is the Firestore user role).
+resource "google_project_iam_member" "function_firestore" {
+  for_each = local.function_access
+
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = google_service_account.function[each.key].member
+}
+
+# Vertex AI: deploy, poll operations, describe/undeploy/delete endpoints, predict.
+resource "google_project_iam_member" "function_vertex" {
+  for_each = { for fn, access in local.function_access : fn => access if access.vertex }
+
+  project = var.project
+  role    = "roles/aiplatform.user"
+  member  = google_service_account.function[each.key].member
+}
+
+# The models bucket: list folders and ranged reads of headers. Read only.
+resource "google_storage_bucket_iam_member" "function_reads_models" {
+  for_each = { for fn, access in local.function_access : fn => access if access.reads_models }
+
+  bucket = google_storage_bucket.models.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.function[each.key].member
+}
+
+# Publisher on its own topics only.
+resource "google_pubsub_topic_iam_member" "function_publishes" {
+  for_each = local.topic_grants
+
+  topic = {
+    validated = google_pubsub_topic.validated.name
+    events    = google_pubsub_topic.events.name
+  }[each.value.topic]
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function[each.value.function].member
+}
+
+# The api tokens secret, when one is named: the api function alone may read it.
+resource "google_secret_manager_secret_iam_member" "api_reads_tokens" {
+  count = var.api_tokens_secret_id == null ? 0 : 1
+
+  project   = var.project
+  secret_id = var.api_tokens_secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function["api"].member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# -- who may call the functions --------------------------------------------------------------
+# 2nd gen functions are Cloud Run services (named like the function): invoking one takes
+# roles/run.invoker on that service.
+
+# The api: only the listed principals (never allUsers / allAuthenticatedUsers).
+resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
+  for_each = toset(var.invoker_members)
+
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.api.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
+# Eventarc triggers (storage -> validate, tick -> reconcile) deliver as this account.
+resource "google_service_account" "trigger" {
+  account_id   = "modeldrop-trigger"
+  display_name = "modeldrop event triggers"
+  description  = "Identity of the Eventarc triggers of modeldrop-validate and modeldrop-reconcile."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Receiving events from Google sources (the storage trigger) needs this role; it is only
+# grantable on the project.
+resource "google_project_iam_member" "trigger_receives_events" {
+  project = var.project
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.trigger.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_validate" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.validate.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.trigger.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_reconcile" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.reconcile.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.trigger.member
+}
+
+# The deploy subscription pushes with an OIDC token of this account.
+resource "google_service_account" "push" {
+  account_id   = "modeldrop-push"
+  display_name = "modeldrop deploy push subscription"
+  description  = "Identity the modeldrop-deploy subscription pushes to the deploy function with."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "push_invokes_deploy" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.deploy.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.push.member
+}
+
+# -- Google service agents -------------------------------------------------------------------
+
+# Cloud Storage publishes the bucket's notifications to the Pub/Sub topic Eventarc creates
+# for the storage trigger (its name is Eventarc's, hence the project-level grant).
+data "google_storage_project_service_account" "gcs" {
+  project = var.project
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "gcs_agent_publishes" {
+  project = var.project
+  role    = "roles/pubsub.publisher"
+  member  = data.google_storage_project_service_account.gcs.member
+}
+
+# Pub/Sub moves dead letters: publish to the dead-letter topic, and acknowledge the
+# forwarded message on the source subscription.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letters" {
+  topic  = google_pubsub_topic.dead_letter.name
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_dead_letters" {
+  subscription = google_pubsub_subscription.deploy.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+# Pub/Sub mints the OIDC tokens of push deliveries (the deploy subscription, and the
+# subscriptions Eventarc creates). Projects that enabled Pub/Sub before 2021-04-08 need
+# this grant; later ones have it already. Scoped to the two delivery identities only.
+resource "google_service_account_iam_member" "pubsub_agent_tokens" {
+  for_each = {
+    push    = google_service_account.push.name
+    trigger = google_service_account.trigger.name
+  }
+
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+# -- builds ----------------------------------------------------------------------------------
+# Cloud Build builds the function images as this account. Since 2024 new projects no longer
+# give the default build identity enough rights (and organizations may forbid using it);
+# roles/cloudbuild.builds.builder is the role Google documents for function builds (build
+# logs, source and Artifact Registry images). Only Cloud Build acts as this account.
+resource "google_service_account" "build" {
+  account_id   = "modeldrop-build"
+  display_name = "modeldrop function builds"
+  description  = "Cloud Build identity for building the modeldrop functions."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset([
+    "roles/cloudbuild.builds.builder",
+    "roles/logging.logWriter",
+  ])
+
+  project = var.project
+  role    = each.value
+  member  = google_service_account.build.member
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}

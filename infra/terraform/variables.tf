@@ -1,0 +1,212 @@
+# Inputs. Only `project` is required; `terraform.tfvars.example` shows the common ones.
+
+variable "project" {
+  description = "Google Cloud project id to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the buckets, the Eventarc trigger and Cloud Scheduler."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "vertex_region" {
+  description = "Vertex AI region the models are deployed to (null: the same as `region`). Pick one where you have GPU serving quota."
+  type        = string
+  default     = null
+}
+
+variable "bucket" {
+  description = "Name of the bucket users upload model folders to (null: \"<project>-modeldrop-models\")."
+  type        = string
+  default     = null
+}
+
+variable "root_prefix" {
+  description = "Model folders live under this prefix of the bucket: gs://BUCKET/<root_prefix><model name>/."
+  type        = string
+  default     = "models/"
+
+  validation {
+    condition     = can(regex("^[^/].*/$", var.root_prefix))
+    error_message = "root_prefix must not start with '/' and must end with '/', e.g. \"models/\"."
+  }
+}
+
+variable "completion_mode" {
+  description = "How a folder upload is judged complete: \"auto\" (from the files) or \"marker\" (once the marker object exists)."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "marker"], var.completion_mode)
+    error_message = "completion_mode must be \"auto\" or \"marker\"."
+  }
+}
+
+variable "marker_name" {
+  description = "Name of the marker object in marker mode."
+  type        = string
+  default     = "_READY"
+}
+
+variable "settle_seconds" {
+  description = "Quiet time (seconds) a complete folder must stay unchanged before it is used."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.settle_seconds >= 0 && var.settle_seconds <= 300
+    error_message = "settle_seconds must be between 0 and 300 (the validate function times out after 540 s)."
+  }
+}
+
+variable "base_model_policy" {
+  description = "\"strict\": weights must derive from a listed base model; \"family\": any size of a supported family."
+  type        = string
+  default     = "strict"
+
+  validation {
+    condition     = contains(["strict", "family"], var.base_model_policy)
+    error_message = "base_model_policy must be \"strict\" or \"family\"."
+  }
+}
+
+variable "default_machine_spec" {
+  description = "Machine spec used when a folder's modeldrop.yaml names none (null: the cheapest spec that fits the weights). Accelerator names as in Vertex AI, e.g. NVIDIA_L4."
+  type = object({
+    machine_type      = string
+    accelerator_type  = string
+    accelerator_count = number
+  })
+  default = null
+}
+
+variable "psc_project_allowlist" {
+  description = "Projects allowed to reach new endpoints through Private Service Connect. Empty: dedicated public endpoints (IAM-protected). A folder's modeldrop.yaml can still ask for its own."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.psc_project_allowlist : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", p))])
+    error_message = "psc_project_allowlist holds project ids (6-30 characters: lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "invoker_members" {
+  description = "Principals allowed to call the api function, e.g. [\"user:ana@example.com\", \"group:ml@example.com\", \"serviceAccount:ci@p.iam.gserviceaccount.com\"]."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.invoker_members : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "The api is private: allUsers and allAuthenticatedUsers are not accepted as invokers."
+  }
+}
+
+variable "api_tokens_secret_id" {
+  description = "Secret Manager secret id (in `project`) holding comma-separated bearer tokens the api also requires. Null: IAM alone protects the api."
+  type        = string
+  default     = null
+}
+
+variable "api_tokens_secret_version" {
+  description = "Version of the api tokens secret the api function reads (a number pins it; \"latest\" is read when an instance starts)."
+  type        = string
+  default     = "latest"
+}
+
+variable "create_firestore_database" {
+  description = "Create the (default) Firestore database. Set false when the project already has one (it must be in Native mode)."
+  type        = bool
+  default     = true
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (null: `region`). Multi-regions such as nam5 or eur3 also work."
+  type        = string
+  default     = null
+}
+
+variable "firestore_collection" {
+  description = "Firestore collection of the deployment records."
+  type        = string
+  default     = "deployments"
+}
+
+variable "lease_seconds" {
+  description = "A deploy claim older than this (seconds) is taken over by the next attempt."
+  type        = number
+  default     = 600
+}
+
+variable "upstream_timeout_seconds" {
+  description = "Seconds the api waits for a deployed model's answer (the api function's own timeout is longer)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.upstream_timeout_seconds > 0 && var.upstream_timeout_seconds < 3500
+    error_message = "upstream_timeout_seconds must be positive and below the api function's 3600 s limit."
+  }
+}
+
+variable "max_body_bytes" {
+  description = "Largest request body the api accepts (bytes)."
+  type        = number
+  default     = 1048576
+}
+
+variable "record_cache_seconds" {
+  description = "Seconds the api reuses a DEPLOYED record before reading it again."
+  type        = number
+  default     = 5
+}
+
+variable "publish_timeout_seconds" {
+  description = "Seconds the functions wait for Pub/Sub to take a message."
+  type        = number
+  default     = 30
+}
+
+variable "deploy_max_delivery_attempts" {
+  description = "Deliveries of one validated message to the deploy function before it goes to the dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.deploy_max_delivery_attempts >= 5 && var.deploy_max_delivery_attempts <= 100
+    error_message = "deploy_max_delivery_attempts must be between 5 and 100 (a Pub/Sub limit)."
+  }
+}
+
+variable "reconcile_schedule" {
+  description = "Cron schedule of the reconcile tick (Cloud Scheduler, UTC)."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "python_runtime" {
+  description = "Cloud Functions Python runtime; the bundle's requirements are pinned from a Python 3.11 environment."
+  type        = string
+  default     = "python311"
+}
+
+variable "bundle_path" {
+  description = "Path of the function source archive built by `make bundle` (null: ../../build/modeldrop-functions.zip from this folder)."
+  type        = string
+  default     = null
+}
+
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete the buckets even when they still hold objects (uploaded models included)."
+  type        = bool
+  default     = false
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes them."
+  type        = map(string)
+  default     = {}
+}
