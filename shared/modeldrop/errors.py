@@ -32,3 +32,14 @@ class UsageError(ModeldropError):
     """The caller asked for something that makes no sense (bad path, bad option)."""
 
     code = "USAGE_ERROR"
+
+
+class InputError(ValueError):
+    """Input that cannot be used (a broken file, a malformed document): a stable code, what was
+    found, what to do. Parsers raise it; validation turns it into a finding."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint

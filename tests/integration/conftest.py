@@ -97,3 +97,18 @@ def pubsub_emulator() -> Iterator[RunningEmulator]:
         return pubsub_v1.PublisherClient()
 
     yield from _run("pubsub", start_pubsub, client)
+
+
+TEST_BUCKET = "vertex-emulator-it"
+
+
+@pytest.fixture(scope="module")
+def gcs(fake_gcs: RunningEmulator) -> RunningEmulator:
+    """fake-gcs-server with the test bucket (TEST_BUCKET); `client` is its storage.Client."""
+    import contextlib
+
+    from google.api_core.exceptions import Conflict
+
+    with contextlib.suppress(Conflict):
+        fake_gcs.client.create_bucket(TEST_BUCKET)
+    return fake_gcs

@@ -71,17 +71,6 @@ def wait_done(deployer: VertexDeployer, operation: str, timeout: float = 180):
 
 
 @pytest.fixture(scope="module")
-def gcs(fake_gcs: Any) -> Any:
-    import contextlib
-
-    from google.api_core.exceptions import Conflict
-
-    with contextlib.suppress(Conflict):
-        fake_gcs.client.create_bucket(BUCKET)
-    return fake_gcs
-
-
-@pytest.fixture(scope="module")
 def tiny(gcs, tmp_path_factory) -> str:
     if MISSING_SERVING:
         pytest.skip(SKIP_SERVING)

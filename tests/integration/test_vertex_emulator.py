@@ -46,10 +46,11 @@ import requests
 from modeldrop.local.emulators import free_port
 from modeldrop.local.vertex import VertexEmulator
 from modeldrop.local.vertex.faults import ENV_VAR
+from tests.integration.conftest import TEST_BUCKET
 
 PROJECT, LOCATION = "modeldrop-local", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
-BUCKET = "vertex-emulator-it"
+BUCKET = TEST_BUCKET
 DEPLOY_TIMEOUT_S = 180
 SERVING_MODULES = ("torch", "transformers", "fastapi", "uvicorn")
 MISSING_SERVING = [m for m in SERVING_MODULES if importlib.util.find_spec(m) is None]
@@ -154,16 +155,6 @@ def upload_folder(client: Any, folder: Path, prefix: str) -> str:
 
 
 # fixtures
-@pytest.fixture(scope="module")
-def gcs(fake_gcs: Any) -> Any:
-    """fake-gcs-server with the test bucket; `client` is its storage.Client."""
-    from google.api_core.exceptions import Conflict
-
-    with contextlib.suppress(Conflict):
-        fake_gcs.client.create_bucket(BUCKET)
-    return fake_gcs
-
-
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if MISSING_SERVING:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from modeldrop.errors import InputError
+
 ARCHITECTURE_FIELDS = (
     "hidden_size",
     "num_hidden_layers",
@@ -26,14 +28,8 @@ REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers")
 TEXT_CONFIG_KEYS = ("text_config", "llm_config", "language_config")
 
 
-class ConfigError(ValueError):
-    """config.json cannot be used: a stable code, what was found, what to do."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+class ConfigError(InputError):
+    """config.json cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldrop.catalog import dtype_bits
+from modeldrop.errors import InputError
 from modeldrop.validation.folder import FileInfo, Folder
 
 FIRST_READ_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-class HeaderError(ValueError):
+class HeaderError(InputError):
     """A safetensors file whose header cannot be trusted."""
-
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)
