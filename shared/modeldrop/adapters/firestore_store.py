@@ -60,7 +60,9 @@ class FirestoreDeploymentStore:
         return True
 
     def get(self, deployment_id: str) -> Deployment | None:
-        """The record with its etag set, or None."""
+        """The record with its etag set, or None (also for an id Firestore cannot hold)."""
+        if not storable_id(deployment_id):
+            return None
         snapshot = self._collection.document(deployment_id).get()
         if not snapshot.exists:
             return None
@@ -95,6 +97,8 @@ class FirestoreDeploymentStore:
         if states:
             query = query.where(filter=FieldFilter("state", "in", [str(s) for s in states]))
         if model is not None:
+            if not _storable_text(model):
+                return [], None
             query = query.where(filter=FieldFilter("model", "==", model))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
             FieldPath.document_id(), direction=firestore.Query.DESCENDING
@@ -114,6 +118,8 @@ class FirestoreDeploymentStore:
 
     def latest_for_model(self, model: str) -> Deployment | None:
         """The highest revision of a model name (the newest created among equal revisions)."""
+        if not _storable_text(model):
+            return None
         query = (
             self._collection.where(filter=FieldFilter("model", "==", model))
             .order_by("revision", direction=firestore.Query.DESCENDING)
@@ -123,6 +129,24 @@ class FirestoreDeploymentStore:
         for snapshot in query.stream():
             return _from_snapshot(snapshot)
         return None
+
+
+def storable_id(text: str) -> bool:
+    """Whether Firestore accepts `text` as a document id (ids come from URLs and bodies)."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    reserved = text in (".", "..") or (text.startswith("__") and text.endswith("__"))
+    return 0 < size <= 1500 and "/" not in text and not reserved
+
+
+def _storable_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def to_document(deployment: Deployment) -> dict[str, Any]:

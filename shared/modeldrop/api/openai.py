@@ -17,7 +17,8 @@ from modeldrop.service.context import Context
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-    409: "invalid_request_error", 413: "invalid_request_error",
+    409: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
+    429: "rate_limit_error",
 }  # fmt: skip
 
 

@@ -23,6 +23,9 @@ from modeldrop.sse import ending_with_done
 
 log = logs.get("api.proxy")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Upstream answers passed on as they are: the request was at fault (or came too fast). Others
+# (401/403: our credentials; 404: the endpoint is gone; 5xx) are the service's: 502.
+CLIENT_ERRORS = frozenset({400, 413, 422, 429})
 
 
 def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -86,6 +89,11 @@ def upstream_failure(ctx: Context, record: Deployment, exc: ModeldropError) -> A
         return ApiError(504, "UPSTREAM_TIMEOUT", exc.message, exc.hint)
     if isinstance(exc, UpstreamError):
         body = exc.body[:4000].decode("utf-8", "replace")
+        if exc.status in CLIENT_ERRORS:  # the request was refused: the caller's to fix
+            return ApiError(exc.status, "UPSTREAM_REJECTED",
+                            f"The model endpoint refused the request (HTTP {exc.status}).",
+                            "See upstream_body for the reason, fix the request and send it again.",
+                            upstream_status=exc.status, upstream_body=body)  # fmt: skip
         return ApiError(502, "UPSTREAM_ERROR", f"The model endpoint answered HTTP {exc.status}.",
                         exc.hint, upstream_status=exc.status, upstream_body=body)  # fmt: skip
     if isinstance(exc, UpstreamUnreachable):
@@ -133,7 +141,9 @@ def predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> dict[str,
 
 
 def stream_raw_predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response:
+    """The instances' completions as a stream (every instance is asked to stream)."""
     _require_instances(body)
+    body = {**body, "instances": [{**i, "stream": True} for i in body["instances"]]}
     try:
         return stream_response(ctx.endpoints.stream_raw_predict(record, body), record)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:

@@ -111,6 +111,9 @@ def test_request_errors(h, path, body, raw, status, code):
     ("failure", "status", "code"),
     [
         (UpstreamError(503, b'{"error": "overloaded"}', "u"), 502, "UPSTREAM_ERROR"),
+        (UpstreamError(404, b'{"error": "no endpoint"}', "u"), 502, "UPSTREAM_ERROR"),
+        (UpstreamError(422, b'{"error": "bad top_p"}', "u"), 422, "UPSTREAM_REJECTED"),
+        (UpstreamError(429, b'{"error": "slow down"}', "u"), 429, "UPSTREAM_REJECTED"),
         (UpstreamTimeout("slow", "hint"), 504, "UPSTREAM_TIMEOUT"),
     ],
 )
@@ -119,8 +122,15 @@ def test_upstream_failures(h, failure, status, code):
     response, payload = call(h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions", CHAT)
     error = json.loads(payload)["error"]
     assert (response.status_code, error["code"]) == (status, code)
-    if code == "UPSTREAM_ERROR":
-        assert error["upstream_status"] == 503 and "overloaded" in error["upstream_body"]
+    if code.startswith("UPSTREAM_") and code != "UPSTREAM_TIMEOUT":
+        assert error["upstream_status"] == failure.status and error["upstream_body"]
+
+
+def test_openai_route_passes_rate_limits_in_openai_shape(h):
+    h.endpoints.failure = UpstreamError(429, b'{"error": "slow down"}', "u")
+    response, payload = call(h, "POST", "/v1/chat/completions", {**CHAT, "model": "chatty"})
+    error = json.loads(payload)["error"]
+    assert response.status_code == 429 and error["type"] == "rate_limit_error"
 
 
 def test_openai_models_and_chat_by_name_or_id(h):
