@@ -131,22 +131,24 @@ class FirestoreDeploymentStore:
         return None
 
 
-def storable_id(text: str) -> bool:
-    """Whether Firestore accepts `text` as a document id (ids come from URLs and bodies)."""
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return False
-    reserved = text in (".", "..") or (text.startswith("__") and text.endswith("__"))
-    return 0 < size <= 1500 and "/" not in text and not reserved
-
-
 def _storable_text(text: str) -> bool:
+    """Whether `text` is valid UTF-8 (a lone surrogate from a JSON body is not)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+def storable_id(text: str) -> bool:
+    """Whether Firestore accepts `text` as a document id (ids come from URLs and bodies)."""
+    reserved = text in (".", "..") or (text.startswith("__") and text.endswith("__"))
+    return (
+        _storable_text(text)
+        and 0 < len(text.encode("utf-8")) <= 1500
+        and "/" not in text
+        and not reserved
+    )
 
 
 def to_document(deployment: Deployment) -> dict[str, Any]:
