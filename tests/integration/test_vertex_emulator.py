@@ -46,6 +46,7 @@ import requests
 from modeldrop.local.emulators import free_port
 from modeldrop.local.vertex import VertexEmulator
 from modeldrop.local.vertex.faults import ENV_VAR
+from tests.fixtures.vertex_requests import sdk_deploy_body
 from tests.integration.conftest import TEST_BUCKET
 
 PROJECT, LOCATION = "modeldrop-local", "us-central1"
@@ -60,30 +61,6 @@ SKIP_SERVING = (
 )
 SSE_DONE = "data: [DONE]"
 serving_test = pytest.mark.serving  # needs torch and transformers (skips loudly without)
-
-
-def sdk_deploy_body(uri: str, endpoint_id: str, model_id: str) -> dict[str, Any]:
-    """The body ModelGardenServiceClient(transport="rest").deploy sends (recorded below)."""
-    return {
-        "customModel": {"gcsUri": uri},
-        "modelConfig": {"modelDisplayName": model_id, "modelUserId": model_id},
-        "endpointConfig": {
-            "endpointDisplayName": endpoint_id,
-            "dedicatedEndpointEnabled": True,
-            "endpointUserId": endpoint_id,
-        },
-        "deployConfig": {
-            "dedicatedResources": {
-                "machineSpec": {
-                    "machineType": "g2-standard-12",
-                    "acceleratorType": 11,
-                    "acceleratorCount": 1,
-                },
-                "minReplicaCount": 1,
-                "maxReplicaCount": 1,
-            }
-        },
-    }
 
 
 def rest_deploy(base: str, body: Any) -> requests.Response:

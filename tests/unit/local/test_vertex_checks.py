@@ -14,29 +14,11 @@ from modeldrop.local.vertex.checks import (
     check_labels,
 )
 from modeldrop.local.vertex.errors import ApiError
+from tests.fixtures.vertex_requests import sdk_deploy_body
 
 PROJECT, LOCATION = "demo-project", "us-central1"
 # Exactly what ModelGardenServiceClient(transport="rest").deploy sends (see the integration test).
-SDK_BODY: dict[str, Any] = {
-    "customModel": {"gcsUri": "gs://bucket/models/tiny"},
-    "modelConfig": {"modelDisplayName": "tiny", "modelUserId": "tiny-model"},
-    "endpointConfig": {
-        "endpointDisplayName": "tiny-endpoint",
-        "dedicatedEndpointEnabled": True,
-        "endpointUserId": "tiny-endpoint",
-    },
-    "deployConfig": {
-        "dedicatedResources": {
-            "machineSpec": {
-                "machineType": "g2-standard-12",
-                "acceleratorType": 11,
-                "acceleratorCount": 1,
-            },
-            "minReplicaCount": 1,
-            "maxReplicaCount": 2,
-        }
-    },
-}
+SDK_BODY = sdk_deploy_body("gs://bucket/models/tiny", "tiny-endpoint", "tiny-model", 2)
 
 
 def with_change(path: str, value: Any) -> dict[str, Any]:
