@@ -276,9 +276,6 @@ class ProcessEngine:
         if self.cwd is not None:
             shutil.rmtree(self.cwd, ignore_errors=True)  # unlinks the links, not their targets
 
-    def exit_code(self) -> int | None:
-        return self._proc.poll() if self._proc else None
-
     def log_tail(self) -> str:
         """The log's last lines, the final exception line first (what to read in an error)."""
         try:
