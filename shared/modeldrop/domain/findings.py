@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+EXCERPT_CHARS = 200
+"""The most characters of any input value quoted in a message."""
+
+
+class _Excerpt(reprlib.Repr):
+    """reprlib, which never formats more of a container than it shows, with big ints summarised."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 200:
+            return f"<an integer of {x.bit_length() * 3 // 10}+ digits>"
+        return repr(x)
+
+
+_EXCERPT = _Excerpt()
+_EXCERPT.maxlevel = 3
+_EXCERPT.maxtuple = _EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxset = 8
+_EXCERPT.maxstring = _EXCERPT.maxother = _EXCERPT.maxlong = EXCERPT_CHARS
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """A repr of any input value, cut to about `limit` characters (never formatted whole)."""
+    text = _EXCERPT.repr(value)
+    if isinstance(value, str | bytes) and len(value) > limit:
+        text = repr(value[:limit]) + f"... ({len(value)} in all)"
+    return text if len(text) <= limit + 40 else text[:limit] + "..."
 
 
 class Severity(StrEnum):
@@ -33,16 +60,39 @@ class Finding:
         }
 
 
+MAX_MESSAGE_CHARS = 2000
+"""A safety net under `excerpt`: no finding's message or hint is longer than this."""
+
+
+def _finding(severity: Severity, code: str, message: str, file: str | None, hint: str) -> Finding:
+    def cut(text: str) -> str:
+        return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+    return Finding(code, severity, cut(message), None if file is None else cut(file), cut(hint))
+
+
 def error(code: str, message: str, file: str | None = None, hint: str = "") -> Finding:
-    return Finding(code, Severity.ERROR, message, file, hint)
+    return _finding(Severity.ERROR, code, message, file, hint)
 
 
 def warning(code: str, message: str, file: str | None = None, hint: str = "") -> Finding:
-    return Finding(code, Severity.WARNING, message, file, hint)
+    return _finding(Severity.WARNING, code, message, file, hint)
 
 
 def info(code: str, message: str, file: str | None = None, hint: str = "") -> Finding:
-    return Finding(code, Severity.INFO, message, file, hint)
+    return _finding(Severity.INFO, code, message, file, hint)
+
+
+def internal_error(exc: BaseException, file: str | None = None) -> Finding:
+    """INTERNAL_ERROR: input that made modeldrop fail unexpectedly, named by its exception class."""
+    return error(
+        "INTERNAL_ERROR",
+        f"modeldrop could not read this input: validation failed with {type(exc).__name__} "
+        "instead of a finding. The upload is rejected rather than left half-checked.",
+        file,
+        "Check that every file is what save_pretrained() writes and upload the folder again; "
+        "if it is, report this to the modeldrop team with the deployment id.",
+    )
 
 
 @dataclass(frozen=True)

@@ -3,29 +3,64 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
-from modeldrop.domain.findings import Finding, error, warning
+from modeldrop import catalog
+from modeldrop.domain.findings import Finding, error, excerpt, warning
+from modeldrop.errors import InputError
 from modeldrop.validation.safetensors_header import SafetensorsHeader
 
 INDEX_HINT = "Upload the index written by save_pretrained() together with all of its shards."
+SHOWN = 3  # names quoted in one message
 
 
-class IndexFileError(ValueError):
+class IndexFileError(InputError):
     """An index file that is not a usable weight map."""
 
 
+def _names(names: list[str]) -> str:
+    shown = ", ".join(excerpt(n) for n in names[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
 def parse_index(data: bytes) -> dict[str, str]:
-    """The weight_map of an index file: tensor name -> shard file name."""
+    """The weight_map of an index file: tensor name -> shard file name.
+
+    Bounded: the entries are counted before the JSON is parsed, and the shards after.
+    Raises IndexFileError (INDEX_INVALID, INDEX_TOO_LARGE) and nothing else.
+    """
+    limits = catalog.file_rules()["limits"]
+    entries, shards_limit = limits["index_entries"], limits["safetensors_files"]
+    if data.count(b",") > entries:
+        raise IndexFileError(
+            "INDEX_TOO_LARGE",
+            f"holds more than {entries} JSON values; modeldrop reads indexes of at most "
+            f"{entries} tensors (the largest supported base model has about 92,000)",
+            INDEX_HINT,
+        )
     try:
         document: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise IndexFileError(f"is not valid UTF-8 JSON ({type(exc).__name__})") from None
+        raise IndexFileError(
+            "INDEX_INVALID", f"is not valid UTF-8 JSON ({type(exc).__name__})", INDEX_HINT
+        ) from None
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
     ):
-        raise IndexFileError("has no 'weight_map' object mapping tensor names to shard files")
+        raise IndexFileError(
+            "INDEX_INVALID",
+            "has no 'weight_map' object mapping tensor names to shard file names",
+            INDEX_HINT,
+        )
+    shards = len(set(weight_map.values()))
+    if shards > shards_limit:
+        raise IndexFileError(
+            "INDEX_TOO_LARGE",
+            f"names {shards} shards; modeldrop reads at most {shards_limit} per folder",
+            "Save the model with larger shards (save_pretrained(max_shard_size='10GB')).",
+        )
     return weight_map
 
 
@@ -37,14 +72,17 @@ def check_index(
 ) -> list[Finding]:
     """Shards the index names but the folder lacks; tensors a shard's header does not hold."""
     findings: list[Finding] = []
-    shards = sorted(set(weight_map.values()))
+    by_shard: dict[str, list[str]] = defaultdict(list)
+    for tensor, shard in weight_map.items():
+        by_shard[shard].append(tensor)
+    shards = sorted(by_shard)
     missing = [s for s in shards if s not in present]
     if missing:
         findings.append(
             error(
                 "INDEX_SHARD_MISSING",
                 f"{index_name} names {len(shards)} shards; {len(missing)} are not in the folder: "
-                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
+                f"{_names(missing)}.",
                 index_name,
                 INDEX_HINT + " If the upload is still running, wait for it to finish.",
             )
@@ -53,13 +91,13 @@ def check_index(
         header = headers.get(shard)
         if header is None:
             continue
-        absent = sorted(t for t, s in weight_map.items() if s == shard and t not in header.tensors)
+        absent = sorted(t for t in by_shard[shard] if t not in header.tensors)
         if absent:
             findings.append(
                 error(
                     "INDEX_TENSOR_MISSING",
                     f"{index_name} maps {len(absent)} tensors to {shard} that its header does not "
-                    f"hold: {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''}.",
+                    f"hold: {_names(absent)}.",
                     shard,
                     INDEX_HINT,
                 )
@@ -70,13 +108,12 @@ def check_index(
                 warning(
                     "INDEX_TENSOR_UNLISTED",
                     f"{shard} holds {len(unlisted)} tensors {index_name} does not map to it: "
-                    f"{', '.join(unlisted[:3])}{' ...' if len(unlisted) > 3 else ''}.",
+                    f"{_names(unlisted)}.",
                     shard,
                     "They will not be loaded; re-save the model if they are needed.",
                 )
             )
-    indexed = set(shards)
-    for name in sorted(set(headers) - indexed):
+    for name in sorted(set(headers) - set(shards)):
         findings.append(
             warning(
                 "INDEX_SHARD_UNREFERENCED",

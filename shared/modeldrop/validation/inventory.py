@@ -30,6 +30,18 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
     inv = Inventory()
     root = [f for f in files if "/" not in f.name]
     nested = [f for f in files if "/" in f.name]
+    limits = rules["limits"]
+    if len(root) > limits["root_files"]:
+        inv.findings.append(
+            error(
+                "FOLDER_TOO_MANY_FILES",
+                f"The folder has {len(root)} files at its top level; a model folder has at most "
+                f"{limits['root_files']} (config, tokenizer, index and weight shards).",
+                None,
+                "Upload only the files save_pretrained() writes; keep other files elsewhere.",
+            )
+        )
+        return inv
     names = {f.name for f in root}
     rejected: list[tuple[FileInfo, str]] = []
     for f in root:
@@ -133,6 +145,7 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
                 "safetensors files.",
             )
         )
+    _bound(inv, limits)
     if nested:
         inv.findings.append(
             info(
@@ -142,3 +155,29 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
             )
         )
     return inv
+
+
+# Inventory group -> the limit on its length, and what is counted (for the message).
+_GROUP_LIMITS = (
+    ("safetensors", "safetensors_files", "*.safetensors shards"),
+    ("pickles", "pickle_files", "*.bin weight files"),
+    ("indexes", "index_files", "*.index.json files"),
+)
+
+
+def _bound(inv: Inventory, limits: dict[str, Any]) -> None:
+    """Over-long groups are refused whole (and not read): one finding each."""
+    for attribute, limit_key, what in _GROUP_LIMITS:
+        group: list[FileInfo] = getattr(inv, attribute)
+        limit = limits[limit_key]
+        if len(group) > limit:
+            inv.findings.append(
+                error(
+                    "FOLDER_TOO_MANY_FILES",
+                    f"The folder has {len(group)} {what}; modeldrop reads at most {limit}.",
+                    None,
+                    "Save the model with larger shards (save_pretrained(max_shard_size='10GB')) "
+                    "and remove stray files.",
+                )
+            )
+            group.clear()

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from modeldrop.domain.findings import excerpt
 from modeldrop.errors import InputError
 
 ARCHITECTURE_FIELDS = (
@@ -25,6 +26,13 @@ ARCHITECTURE_FIELDS = (
     "vocab_size",
 )
 REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers")
+# Counts that are 0 in some real configs (no shared experts, no dense prefix); every other field
+# is a dimension or count of at least 1.
+MAY_BE_ZERO = frozenset(
+    {"n_shared_experts", "first_k_dense_replace", "num_experts", "num_local_experts"}
+)
+MAX_FIELD_VALUE = 2**24  # 16,777,216: well above any real dimension, vocabulary or layer count
+MAX_NAME_CHARS = 128  # a class or model_type name is a short identifier
 TEXT_CONFIG_KEYS = ("text_config", "llm_config", "language_config")
 
 
@@ -66,13 +74,19 @@ def _int_field(source: dict[str, Any], key: str) -> int | None:
     value = source.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    low = 0 if key in MAY_BE_ZERO else 1
+    if type(value) is not int or not low <= value <= MAX_FIELD_VALUE:
         raise ConfigError(
             "CONFIG_FIELD_INVALID",
-            f"config.json field {key!r} is {value!r}; expected a non-negative integer",
+            f"config.json field {key!r} is {excerpt(value)}; expected an integer from {low} to "
+            f"{MAX_FIELD_VALUE}",
             SAVE_HINT,
         )
     return value
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS
 
 
 def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelConfig:
@@ -86,21 +100,18 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
         )
     architectures = document.get("architectures")
     model_type = document.get("model_type")
-    if not (
-        isinstance(architectures, list)
-        and architectures
-        and all(isinstance(a, str) for a in architectures)
-    ):
+    if not (isinstance(architectures, list) and architectures and _name(architectures[0])):
         raise ConfigError(
             "CONFIG_NO_ARCHITECTURE",
-            f"config.json 'architectures' is {architectures!r}; expected a list naming the "
-            'model class, such as ["LlamaForCausalLM"]',
+            f"config.json 'architectures' is {excerpt(architectures)}; expected a list naming "
+            f'the model class (at most {MAX_NAME_CHARS} characters), such as ["LlamaForCausalLM"]',
             SAVE_HINT,
         )
-    if not isinstance(model_type, str) or not model_type:
+    if not _name(model_type):
         raise ConfigError(
             "CONFIG_NO_MODEL_TYPE",
-            f"config.json 'model_type' is {model_type!r}; expected a string such as \"llama\"",
+            f"config.json 'model_type' is {excerpt(model_type)}; expected a short string such "
+            'as "llama"',
             SAVE_HINT,
         )
     text = next((document[k] for k in TEXT_CONFIG_KEYS if isinstance(document.get(k), dict)), None)

@@ -9,9 +9,12 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from modeldrop.catalog import overrides_schema
-from modeldrop.domain.findings import Finding, MachineSpec, error
+from modeldrop.domain.findings import EXCERPT_CHARS, Finding, MachineSpec, error, excerpt
 
 FIX_HINT = "Fix modeldrop.yaml (see the README's 'Per-folder overrides') and upload it again."
+MAX_NODES = 2_000  # YAML events (scalars, starts and ends of collections) in one file
+MAX_DEPTH = 16
+SCHEMA_FINDINGS = 20
 
 
 @dataclass(frozen=True)
@@ -25,17 +28,69 @@ class Overrides:
         return MachineSpec(**spec) if spec else None
 
 
+class _Refused(Exception):
+    """modeldrop.yaml uses YAML that modeldrop does not accept; the message says what."""
+
+
+def _check_events(text: str) -> None:
+    """Refuse anchors, aliases and tags, and bound nodes and nesting, before anything is built
+    (an alias bomb of a few hundred bytes expands to gigabytes once composed)."""
+    depth = 0
+    for nodes, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader), start=1):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Refused("uses YAML anchors or aliases (& and *); write every value out")
+        if getattr(event, "tag", None) and not getattr(event, "implicit", (True,))[0]:
+            raise _Refused(f"uses the YAML tag {excerpt(event.tag)}; plain values only")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            raise _Refused(
+                f"is larger than modeldrop reads (more than {MAX_NODES} values or more than "
+                f"{MAX_DEPTH} levels of nesting)"
+            )
+
+
+def _plain(value: Any, path: str = "") -> str:
+    """Where `value` holds something JSON cannot ("" when nothing): a non-string key, a date."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path or '(top level)'}: key {excerpt(key)} is not a string"
+            problem = _plain(item, f"{path}.{key}" if path else key)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _plain(item, f"{path}[{i}]")
+            if problem:
+                return problem
+    elif not (value is None or isinstance(value, str | int | float | bool)):
+        return f"{path or '(top level)'}: {type(value).__name__} values are not accepted"
+    return ""
+
+
+def _invalid(file: str, what: str) -> Overrides:
+    return Overrides({}, [error("OVERRIDES_INVALID", f"{file} {what}.", file, FIX_HINT)])
+
+
 def parse_overrides(data: bytes, file: str) -> Overrides:
     """Parse and validate modeldrop.yaml; an invalid file yields findings and no values."""
     try:
-        document = yaml.safe_load(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        _check_events(text)
+        document = yaml.safe_load(text)
+    except _Refused as exc:
+        return _invalid(file, str(exc))
     except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        return Overrides(
-            {}, [error("OVERRIDES_INVALID", f"{file} is not valid YAML: {reason}.", file, FIX_HINT)]
-        )
+        return _invalid(file, f"is not valid YAML: {reason}")
     if document is None:
         return Overrides({}, [])
+    problem = _plain(document)
+    if problem:
+        return _invalid(file, f"is not plain data: {problem}")
     problems = sorted(
         Draft202012Validator(overrides_schema()).iter_errors(document),
         key=lambda e: list(map(str, e.absolute_path)),
@@ -43,11 +98,11 @@ def parse_overrides(data: bytes, file: str) -> Overrides:
     findings = [
         error(
             "OVERRIDES_INVALID",
-            f"{file}: {'.'.join(map(str, p.absolute_path)) or '(top level)'}: {p.message}.",
+            f"{file}: {_where(p)}: {_schema_message(p)}.",
             file,
             FIX_HINT,
         )
-        for p in problems
+        for p in problems[:SCHEMA_FINDINGS]
     ]
     if not findings:
         replicas = document.get("replicas", {})
@@ -62,3 +117,18 @@ def parse_overrides(data: bytes, file: str) -> Overrides:
                 )
             )
     return Overrides({} if findings else document, findings)
+
+
+def _where(problem: Any) -> str:
+    path = ".".join(map(str, problem.absolute_path)) or "(top level)"
+    return path if len(path) <= EXCERPT_CHARS else path[:EXCERPT_CHARS] + "..."
+
+
+def _schema_message(problem: Any) -> str:
+    """jsonschema's message, unless it would reprint a long value: then a short form."""
+    if len(problem.message) <= EXCERPT_CHARS:
+        return str(problem.message)
+    return (
+        f"{excerpt(problem.instance)} fails {problem.validator!r} "
+        f"({excerpt(problem.validator_value)})"
+    )

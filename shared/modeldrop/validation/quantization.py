@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from modeldrop.domain.findings import Finding, error, info
+from modeldrop.domain.findings import Finding, error, excerpt, info
 from modeldrop.validation.model_config import ModelConfig
 from modeldrop.validation.safetensors_header import TensorInfo
 
@@ -35,7 +35,7 @@ def _method(config: ModelConfig) -> str:
             "4-bit" if quant.get("load_in_4bit") else "8-bit" if quant.get("load_in_8bit") else ""
         )
         return f"bitsandbytes {bits}".strip()
-    return str(method)
+    return method if isinstance(method, str) and len(method) <= 64 else excerpt(method)
 
 
 def native_format_for(config: ModelConfig, policy: dict[str, Any]) -> dict[str, Any] | None:
@@ -70,7 +70,7 @@ def check_config(config: ModelConfig, policy: dict[str, Any]) -> QuantizationDec
             native,
         )
     method = _method(config)
-    label = policy["methods"].get(method.split()[0].lower(), method)
+    label = policy["methods"].get((method.split() or [""])[0].lower(), method)
     detail = f"{label} ({method})" if label.lower() != method.lower() else label
     formats = ", ".join(
         f"{n['name']} for {'/'.join(n['model_types'])}" for n in policy["native_formats"]
@@ -118,7 +118,8 @@ def check_tensors(
             kinds.add(f"{tensor.dtype} weights")
     if not found:
         return []
-    examples = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    examples = ", ".join(excerpt(n) for n in found[:3])
+    examples += f" and {len(found) - 3} more" if len(found) > 3 else ""
     return [
         error(
             "QUANTIZED_TENSORS",

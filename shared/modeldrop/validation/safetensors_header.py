@@ -1,7 +1,9 @@
 """Parse and check a safetensors header from at most two ranged reads, never the tensor data.
 
 Layout: 8-byte little-endian header length N, N bytes of JSON, then the data region. Every
-problem raises `HeaderError` with a stable code; nothing else escapes the parser.
+problem raises `HeaderError` with a stable code; nothing else escapes the parser. Everything is
+bounded before it is allocated (header bytes, tensors per header, dimensions) and every size is
+exact integer arithmetic.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldrop.catalog import dtype_bits
+from modeldrop.domain.findings import excerpt
 from modeldrop.errors import InputError
 from modeldrop.validation.folder import FileInfo, Folder
 
 FIRST_READ_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_TENSORS = 150_000
+"""Tensors in one header (DeepSeek-V3's 91,991 tensors would fit in one file)."""
+MAX_JSON_VALUES = 20 * MAX_TENSORS
+"""Commas in one header: a cheap upper bound on its JSON values, checked before parsing."""
+MAX_DIMS = 8
+MAX_DIMENSION = 2**40
+MAX_OFFSET = 2**64 - 1  # safetensors offsets are u64
+TENSOR_KEY = b'"data_offsets"'
 
 
 class HeaderError(InputError):
@@ -84,56 +95,108 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise HeaderError("SAFETENSORS_HEADER_INVALID", f"tensor {key!r} appears twice")
+            raise HeaderError(
+                "SAFETENSORS_HEADER_INVALID", f"tensor {excerpt(key)} appears twice", REPAIR_HINT
+            )
         seen[key] = value
     return seen
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _ints_within(values: list[Any], bound: int) -> bool:
+    """Every value is an int (not a bool) from 0 to `bound`."""
+    return all(type(value) is int and 0 <= value <= bound for value in values)
 
 
-def _tensor(name: str, entry: Any) -> TensorInfo:
+def _tensor(name: str, entry: Any, widths: dict[str, int]) -> TensorInfo:
     if not isinstance(entry, dict):
-        raise HeaderError("SAFETENSORS_HEADER_INVALID", f"tensor {name!r} is not an object")
+        raise HeaderError(
+            "SAFETENSORS_HEADER_INVALID", f"tensor {excerpt(name)} is not an object", REPAIR_HINT
+        )
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    bits = dtype_bits().get(dtype) if isinstance(dtype, str) else None
+    bits = widths.get(dtype) if isinstance(dtype, str) else None
     if bits is None:
         raise HeaderError(
             "SAFETENSORS_UNKNOWN_DTYPE",
-            f"tensor {name!r} has dtype {dtype!r}; known dtypes are "
+            f"tensor {excerpt(name)} has dtype {excerpt(dtype)}; known dtypes are "
             + ", ".join(sorted(dtype_bits())),
             REPAIR_HINT,
         )
-    if not (isinstance(shape, list) and len(shape) <= 64 and all(_is_int(d) for d in shape)):
-        raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID",
-            f"tensor {name!r} has shape {shape!r}; expected a list of non-negative integers",
-        )
-    if (
-        not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets))
-        or offsets[0] > offsets[1]
+    if not (
+        isinstance(shape, list) and len(shape) <= MAX_DIMS and _ints_within(shape, MAX_DIMENSION)
     ):
         raise HeaderError(
             "SAFETENSORS_HEADER_INVALID",
-            f"tensor {name!r} has data_offsets {offsets!r}; expected [begin, end], begin <= end",
+            f"tensor {excerpt(name)} has shape {excerpt(shape)}; expected a list of at most "
+            f"{MAX_DIMS} integers from 0 to 2**40",
+            REPAIR_HINT,
+        )
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and _ints_within(offsets, MAX_OFFSET)
+        and offsets[0] <= offsets[1]
+    ):
+        raise HeaderError(
+            "SAFETENSORS_HEADER_INVALID",
+            f"tensor {excerpt(name)} has data_offsets {excerpt(offsets)}; expected [begin, end] "
+            "with 0 <= begin <= end < 2**64",
+            REPAIR_HINT,
         )
     start, end = offsets
-    expected = math.ceil(math.prod(shape) * bits / 8)
+    expected = (math.prod(shape) * bits + 7) // 8  # exact: ceil(elements * bits / 8)
     if end - start != expected:
         raise HeaderError(
             "SAFETENSORS_TENSOR_SIZE_MISMATCH",
-            f"tensor {name!r} ({dtype} {shape}) needs {expected} bytes but its offsets span "
-            f"{end - start}",
+            f"tensor {excerpt(name)} ({dtype} {shape}) needs {expected} bytes but its offsets "
+            f"span {end - start}",
             REPAIR_HINT,
         )
     return TensorInfo(name, dtype, tuple(shape), start, end)
 
 
+def tensor_count_bound(raw: bytes) -> int:
+    """An upper bound on the tensors a raw header declares, counted without parsing it."""
+    return raw.count(TENSOR_KEY)
+
+
+def _check_size(raw: bytes) -> None:
+    tensors = tensor_count_bound(raw)
+    if tensors > MAX_TENSORS:
+        raise HeaderError(
+            "SAFETENSORS_TOO_MANY_TENSORS",
+            f"the header declares about {tensors} tensors; modeldrop reads at most "
+            f"{MAX_TENSORS} per file",
+            "Save the model in shards: save_pretrained(max_shard_size='5GB').",
+        )
+    values = raw.count(b",")
+    if values > MAX_JSON_VALUES:
+        raise HeaderError(
+            "SAFETENSORS_HEADER_INVALID",
+            f"the header holds more than {MAX_JSON_VALUES} JSON values ({values} commas); a "
+            f"header of {MAX_TENSORS} tensors needs fewer",
+            REPAIR_HINT,
+        )
+
+
+def _entries(document: dict[str, Any]) -> int:
+    return sum(1 for v in document.values() if isinstance(v, dict) and "data_offsets" in v)
+
+
+def _load(raw: bytes) -> Any:
+    """The header JSON. Duplicate keys are checked on the slow path only when the tensor count
+    says some key was lost (json keeps the last of duplicates)."""
+    text = raw.decode("utf-8")
+    document = json.loads(text)
+    if isinstance(document, dict) and _entries(document) < tensor_count_bound(raw):
+        document = json.loads(text, object_pairs_hook=_reject_duplicates)
+    return document
+
+
 def parse_header(raw: bytes, length: int, file_size: int) -> SafetensorsHeader:
     """Check the JSON header and the layout it declares against the file size."""
+    _check_size(raw)
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        document = _load(raw)
     except HeaderError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -156,19 +219,21 @@ def parse_header(raw: bytes, length: int, file_size: int) -> SafetensorsHeader:
         raise HeaderError(
             "SAFETENSORS_HEADER_INVALID", "__metadata__ must map strings to strings", REPAIR_HINT
         )
-    tensors = {name: _tensor(name, entry) for name, entry in document.items()}
+    widths = dtype_bits()
+    tensors = {name: _tensor(name, entry, widths) for name, entry in document.items()}
     position = 0
     for tensor in sorted(tensors.values(), key=lambda t: (t.start, t.end)):
         if tensor.start < position:
             raise HeaderError(
                 "SAFETENSORS_OFFSETS_OVERLAP",
-                f"tensor {tensor.name!r} starts at byte {tensor.start}, inside the previous tensor",
+                f"tensor {excerpt(tensor.name)} starts at byte {tensor.start}, inside the "
+                "previous tensor",
                 REPAIR_HINT,
             )
         if tensor.start > position:
             raise HeaderError(
                 "SAFETENSORS_OFFSETS_GAP",
-                f"tensor {tensor.name!r} starts at byte {tensor.start}, leaving "
+                f"tensor {excerpt(tensor.name)} starts at byte {tensor.start}, leaving "
                 f"{tensor.start - position} unused bytes before it",
                 REPAIR_HINT,
             )
@@ -191,11 +256,24 @@ def parse_header(raw: bytes, length: int, file_size: int) -> SafetensorsHeader:
     return SafetensorsHeader(length, tensors, metadata)
 
 
-def read_header(folder: Folder, file: FileInfo) -> SafetensorsHeader:
-    """Fetch and parse the header of one file: one read, two when the header is long."""
+@dataclass(frozen=True)
+class HeaderPrefix:
+    """The first read of a file: its declared header length and the header bytes it holds."""
+
+    length: int
+    raw: bytes
+
+
+def read_prefix(folder: Folder, file: FileInfo) -> HeaderPrefix:
+    """The first ranged read of one file, with the header length checked."""
     prefix = folder.read_range(file.name, 0, min(FIRST_READ_BYTES, file.size))
     length = header_length(prefix, file.size)
-    raw = prefix[8 : 8 + length]
+    return HeaderPrefix(length, prefix[8 : 8 + length])
+
+
+def read_rest(folder: Folder, file: FileInfo, prefix: HeaderPrefix) -> bytes:
+    """The whole raw header: the second read, only when the header is longer than the first."""
+    raw, length = prefix.raw, prefix.length
     if len(raw) < length:
         raw += folder.read_range(file.name, 8 + len(raw), length - len(raw))
     if len(raw) < length:
@@ -204,4 +282,10 @@ def read_header(folder: Folder, file: FileInfo) -> SafetensorsHeader:
             f"the header declares {length} bytes but only {len(raw)} could be read",
             REPAIR_HINT,
         )
-    return parse_header(raw, length, file.size)
+    return raw
+
+
+def read_header(folder: Folder, file: FileInfo) -> SafetensorsHeader:
+    """Fetch and parse the header of one file: one read, two when the header is long."""
+    prefix = read_prefix(folder, file)
+    return parse_header(read_rest(folder, file, prefix), prefix.length, file.size)

@@ -1,8 +1,13 @@
-"""Pick the cheapest Vertex AI machine whose GPUs hold the weights plus KV-cache headroom."""
+"""Pick the cheapest Vertex AI machine whose GPUs hold the weights plus KV-cache headroom.
+
+Byte counts are exact: catalog decimals become Fractions of their written value, so a
+comparison never rounds (floats appear only in messages).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from modeldrop.domain.findings import Finding, MachineSpec, error, info
@@ -15,8 +20,8 @@ class Fit:
     """How a machine compares with what the model needs, in bytes."""
 
     machine: dict[str, Any]
-    usable_bytes: float
-    needed_bytes: float
+    usable_bytes: Fraction
+    needed_bytes: Fraction
     heads_divisible: bool
 
     @property
@@ -24,9 +29,16 @@ class Fit:
         return self.heads_divisible and self.usable_bytes >= self.needed_bytes
 
 
-def needed_bytes(weight_bytes: int, sizing: dict[str, Any]) -> float:
+def exact(value: int | float) -> Fraction:
+    """A catalog number as the decimal it is written as (0.9 is 9/10, not the nearest float)."""
+    return Fraction(str(value))
+
+
+def needed_bytes(weight_bytes: int, sizing: dict[str, Any]) -> Fraction:
     """Weights plus headroom for the KV cache and activations."""
-    headroom = max(weight_bytes * sizing["kv_cache_fraction"], sizing["kv_cache_min_gib"] * GIB)
+    headroom = max(
+        weight_bytes * exact(sizing["kv_cache_fraction"]), exact(sizing["kv_cache_min_gib"]) * GIB
+    )
     return weight_bytes + headroom
 
 
@@ -35,7 +47,8 @@ def fit(
 ) -> Fit:
     accelerator = catalog["accelerators"][machine["accelerator_type"]]
     count = machine["accelerator_count"]
-    usable = count * accelerator["memory_gib"] * GIB * catalog["sizing"]["gpu_memory_utilization"]
+    utilization = exact(catalog["sizing"]["gpu_memory_utilization"])
+    usable = count * exact(accelerator["memory_gib"]) * GIB * utilization
     divisible = heads is None or heads % count == 0
     return Fit(machine, usable, needed_bytes(weight_bytes, catalog["sizing"]), divisible)
 
@@ -50,7 +63,7 @@ def _describe(f: Fit) -> str:
     m = f.machine
     return (
         f"{m['machine_type']} with {m['accelerator_count']} x {m['accelerator_type']} "
-        f"({f.usable_bytes / GIB:.1f} GiB usable)"
+        f"({float(f.usable_bytes / GIB):.1f} GiB usable)"
     )
 
 
@@ -66,7 +79,7 @@ def recommend(
         return None, error(
             "MACHINE_NONE_FITS",
             f"The weights ({weight_bytes / GIB:.1f} GiB) plus KV-cache headroom need "
-            f"{need / GIB:.1f} GiB of GPU memory; the largest listed machine, "
+            f"{float(need / GIB):.1f} GiB of GPU memory; the largest listed machine, "
             f"{_describe(largest)}, is too small.",
             None,
             "Use a smaller model, or set machine_spec in modeldrop.yaml to a multi-host "
@@ -78,7 +91,7 @@ def recommend(
         f"Recommended {_describe(best)}: the cheapest listed machine (about "
         f"${best.machine['usd_per_hour']:.2f}/h) whose GPU memory at {utilization:.0%} "
         f"utilization holds the weights ({weight_bytes / GIB:.2f} GiB) plus KV-cache headroom "
-        f"({(need - weight_bytes) / GIB:.2f} GiB)"
+        f"({float((need - weight_bytes) / GIB):.2f} GiB)"
     )
     if heads is not None:
         reason += f", with {heads} attention heads split evenly across its GPUs"
@@ -120,8 +133,8 @@ def check_requested(
     result = fit(machine, weight_bytes, heads, catalog)
     if not result.fits:
         why = (
-            f"its GPU memory ({result.usable_bytes / GIB:.1f} GiB usable) is less than the "
-            f"{result.needed_bytes / GIB:.1f} GiB the weights and KV cache need"
+            f"its GPU memory ({float(result.usable_bytes / GIB):.1f} GiB usable) is less than "
+            f"the {float(result.needed_bytes / GIB):.1f} GiB the weights and KV cache need"
             if result.heads_divisible
             else f"{heads} attention heads cannot be split across {spec.accelerator_count} GPUs"
         )

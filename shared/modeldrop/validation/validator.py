@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from modeldrop import catalog
@@ -13,9 +15,12 @@ from modeldrop.domain.findings import (
     Severity,
     Verdict,
     error,
+    excerpt,
     info,
+    internal_error,
     warning,
 )
+from modeldrop.errors import AccessError
 from modeldrop.validation import quantization, sizing
 from modeldrop.validation.architecture import BasePolicy, check_architecture
 from modeldrop.validation.folder import FileInfo, Folder
@@ -24,7 +29,15 @@ from modeldrop.validation.inventory import Inventory, take_inventory
 from modeldrop.validation.model_config import ConfigError, ModelConfig, parse_config
 from modeldrop.validation.overrides import Overrides, parse_overrides
 from modeldrop.validation.pickle_scan import scan_pickle_weights
-from modeldrop.validation.safetensors_header import HeaderError, SafetensorsHeader, read_header
+from modeldrop.validation.safetensors_header import (
+    HeaderError,
+    HeaderPrefix,
+    SafetensorsHeader,
+    parse_header,
+    read_prefix,
+    read_rest,
+    tensor_count_bound,
+)
 
 MAX_WORKERS = 16
 SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -65,8 +78,8 @@ class _Reads:
         self.small: dict[str, Future[bytes]] = {
             f.name: pool.submit(_read_bounded, folder, f, limit) for f, limit in small if f
         }
-        self.headers: dict[str, Future[SafetensorsHeader]] = {
-            f.name: pool.submit(read_header, folder, f) for f in inv.safetensors
+        self.prefixes: dict[str, Future[HeaderPrefix]] = {
+            f.name: pool.submit(read_prefix, folder, f) for f in inv.safetensors
         }
         self.pickles: dict[str, Future[list[Finding]]] = {
             f.name: pool.submit(scan_pickle_weights, folder, f) for f in inv.pickles
@@ -93,13 +106,70 @@ def _config(reads: _Reads, inv: Inventory, findings: list[Finding]) -> ModelConf
         return None
 
 
-def _headers(reads: _Reads, findings: list[Finding]) -> dict[str, SafetensorsHeader]:
-    headers = {}
-    for name, future in reads.headers.items():
+def _header_finding(name: str, exc: HeaderError) -> Finding:
+    return error(exc.code, f"{name}: {exc.message}.", name, exc.hint)
+
+
+def _headers(
+    pool: ThreadPoolExecutor,
+    folder: Folder,
+    reads: _Reads,
+    inv: Inventory,
+    findings: list[Finding],
+) -> dict[str, SafetensorsHeader]:
+    """Every safetensors header, within the folder's budgets: header bytes are summed from the
+    first reads before the rest is fetched, and tensors are counted before anything is parsed."""
+    limits = reads.limits
+    prefixes: dict[str, tuple[FileInfo, HeaderPrefix]] = {}
+    for file in inv.safetensors:
         try:
-            headers[name] = future.result()
+            prefixes[file.name] = (file, reads.prefixes[file.name].result())
         except HeaderError as exc:
-            findings.append(error(exc.code, f"{name}: {exc.message}.", name, exc.hint))
+            findings.append(_header_finding(file.name, exc))
+    total = sum(prefix.length for _, prefix in prefixes.values())
+    if total > limits["folder_header_bytes"]:
+        findings.append(
+            error(
+                "SAFETENSORS_HEADERS_TOO_LARGE",
+                f"The safetensors headers of this folder declare {total} bytes of JSON in all; "
+                f"modeldrop reads at most {limits['folder_header_bytes'] // 2**20} MiB of headers "
+                "per folder (real checkpoints need a few MiB).",
+                None,
+                "The headers are padded or corrupt: re-save the model with "
+                "save_pretrained(safe_serialization=True) and upload it again.",
+            )
+        )
+        return {}
+    rests = {
+        name: pool.submit(read_rest, folder, file, prefix)
+        for name, (file, prefix) in prefixes.items()
+    }
+    raws: dict[str, bytes] = {}
+    for name, future in rests.items():
+        try:
+            raws[name] = future.result()
+        except HeaderError as exc:
+            findings.append(_header_finding(name, exc))
+    tensors = sum(tensor_count_bound(raw) for raw in raws.values())
+    if tensors > limits["folder_tensors"]:
+        findings.append(
+            error(
+                "SAFETENSORS_TOO_MANY_TENSORS",
+                f"The safetensors headers of this folder declare about {tensors} tensors; "
+                f"modeldrop reads at most {limits['folder_tensors']} per folder (the largest "
+                "supported base model has about 92,000).",
+                None,
+                "Upload a model folder written by save_pretrained(); this one is not one.",
+            )
+        )
+        return {}
+    headers = {}
+    for name in list(raws):  # one at a time, each raw header freed once parsed
+        file, prefix = prefixes[name]
+        try:
+            headers[name] = parse_header(raws.pop(name), prefix.length, file.size)
+        except HeaderError as exc:
+            findings.append(_header_finding(name, exc))
     return headers
 
 
@@ -115,14 +185,7 @@ def _indexes(
         try:
             weight_map = parse_index(data)
         except IndexFileError as exc:
-            findings.append(
-                error(
-                    "INDEX_INVALID",
-                    f"{index.name} {exc}.",
-                    index.name,
-                    "Upload the index written by save_pretrained().",
-                )
-            )
+            findings.append(error(exc.code, f"{index.name} {exc.message}.", index.name, exc.hint))
             continue
         scope = headers if index.name.endswith(".safetensors.index.json") else {}
         findings.extend(check_index(index.name, weight_map, present, scope))
@@ -172,20 +235,28 @@ def _weights(
     policy = catalog.quantization_policy()
     if headers:
         tensors = [t for h in headers.values() for t in h.tensors.values()]
-        return (
-            quantization.parameters(tensors, config, policy),
-            sum(h.data_end for h in headers.values()),
-        )
+        parameters = quantization.parameters(tensors, config, policy)
+        if parameters == 0:
+            findings.append(
+                error(
+                    "WEIGHTS_EMPTY",
+                    f"The safetensors files ({len(headers)}) hold {len(tensors)} tensors and no "
+                    "parameters at all: there is nothing to serve.",
+                    None,
+                    "Upload the weight files written by save_pretrained() for the trained model.",
+                )
+            )
+        return parameters, sum(h.data_end for h in headers.values())
     if inv.pickles and not inv.safetensors:
         weight_bytes = sum(f.size for f in inv.pickles)
         raw = config.raw if config else {}
-        dtype = str(raw.get("torch_dtype") or raw.get("dtype") or "float16")
-        per_value = DTYPE_BYTES.get(dtype, 2)
+        dtype = raw.get("torch_dtype") or raw.get("dtype") or "float16"
+        per_value = DTYPE_BYTES.get(dtype, 2) if isinstance(dtype, str) else 2
         findings.append(
             info(
                 "PARAMETERS_ESTIMATED",
                 f"Parameter count estimated from the *.bin file sizes at {per_value} bytes per "
-                f"value ({dtype}); pickle files are not opened to count them.",
+                f"value (dtype {excerpt(dtype)}); pickle files are not opened to count them.",
             )
         )
         return weight_bytes // per_value, weight_bytes
@@ -232,13 +303,28 @@ def validate_folder(
     policy: BasePolicy = BasePolicy.STRICT,
     default_machine: MachineSpec | None = None,
 ) -> Verdict:
-    """Validate one model folder. Raises AccessError only when the folder cannot be read."""
+    """Validate one model folder; the verdict always fits a deployment record.
+
+    Raises AccessError only when the folder cannot be read. Any other failure, whatever the
+    input did, is a rejected verdict with an INTERNAL_ERROR finding.
+    """
+    limits = catalog.file_rules()["limits"]
+    try:
+        verdict = _validate(folder, policy, default_machine)
+    except AccessError:
+        raise
+    except Exception as exc:  # hostile input must end in a verdict, never in a stranded record
+        return Verdict(findings=(internal_error(exc),))
+    return bounded(verdict, limits["findings_per_code"], limits["verdict_bytes"])
+
+
+def _validate(folder: Folder, policy: BasePolicy, default_machine: MachineSpec | None) -> Verdict:
     inv = take_inventory(folder.list_files(), catalog.file_rules())
     findings = list(inv.findings)
     with ThreadPoolExecutor(MAX_WORKERS) as pool:
         reads = _Reads(pool, folder, inv)
         config = _config(reads, inv, findings)
-        headers = _headers(reads, findings)
+        headers = _headers(pool, folder, reads, inv, findings)
         for future in reads.pickles.values():
             findings.extend(future.result())
         _indexes(reads, inv, headers, findings)
@@ -261,7 +347,11 @@ def validate_folder(
         )
 
     parameters, weight_bytes = _weights(headers, inv, config, findings)
-    machine = _machine(weight_bytes, config, overrides, inv, default_machine, findings)
+    machine = (
+        _machine(weight_bytes, config, overrides, inv, default_machine, findings)
+        if parameters
+        else None
+    )
     findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
     return Verdict(
         findings=tuple(findings),
@@ -273,3 +363,30 @@ def validate_folder(
         recommended_machine=machine,
         overrides=overrides.values,
     )
+
+
+def bounded(verdict: Verdict, per_code: int, max_bytes: int) -> Verdict:
+    """The verdict with at most `per_code` findings of each code (then one saying how many more)
+    and, dropping the least severe last findings if need be, at most `max_bytes` of JSON."""
+    counts = Counter(f.code for f in verdict.findings)
+    kept: list[Finding] = []
+    shown: Counter[str] = Counter()
+    for finding in verdict.findings:
+        shown[finding.code] += 1
+        if shown[finding.code] <= per_code:
+            kept.append(finding)
+        elif shown[finding.code] == per_code + 1:
+            more = counts[finding.code] - per_code
+            text = f"... and {more} more {finding.code} findings like the ones above."
+            kept.append(Finding(finding.code, finding.severity, text, None, finding.hint))
+    bounded_verdict = replace(verdict, findings=tuple(kept))
+    while len(json.dumps(bounded_verdict.as_dict())) > max_bytes and len(kept) > 1:
+        dropped = len(kept) - max(1, len(kept) * 3 // 4)
+        kept = kept[:-dropped]
+        note = info(
+            "FINDINGS_TRUNCATED",
+            f"{len(verdict.findings) - len(kept)} findings are not shown; the verdict is kept "
+            f"under {max_bytes // 1024} KiB.",
+        )
+        bounded_verdict = replace(verdict, findings=(*kept, note))
+    return bounded_verdict
