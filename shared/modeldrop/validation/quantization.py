@@ -91,6 +91,8 @@ def check_config(config: ModelConfig, policy: dict[str, Any]) -> QuantizationDec
 
 
 def _marker(name: str, markers: dict[str, str]) -> str | None:
+    if not name.endswith(tuple(markers)):  # one C-level test for the common, unmarked tensor
+        return None
     return next((label for suffix, label in markers.items() if name.endswith(suffix)), None)
 
 

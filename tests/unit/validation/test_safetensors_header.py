@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import pytest
@@ -10,9 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modeldrop.adapters.local_folder import LocalFolder
+from modeldrop.catalog import dtype_bits
 from modeldrop.validation.folder import FileInfo
 from modeldrop.validation.safetensors_header import (
+    MAX_DIMENSION,
+    MAX_DIMS,
     MAX_HEADER_BYTES,
+    MAX_TENSORS,
     HeaderError,
     header_length,
     parse_header,
@@ -210,3 +215,62 @@ def test_deeply_nested_json_is_an_error_not_a_crash():
     raw = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(HeaderError):
         parse_header(raw, len(raw), len(raw) + 8)
+
+
+huge_ints = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=2**63, max_value=2**1100),
+    st.just(10**309),
+    st.just(-(10**400)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(huge_ints, min_size=1, max_size=9), st.lists(huge_ints, min_size=2, max_size=2))
+def test_huge_and_negative_numbers_are_header_errors_never_overflow(shape, offsets):
+    raw = json.dumps({"t": {"dtype": "BF16", "shape": shape, "data_offsets": offsets}}).encode()
+    try:
+        header = parse_header(raw, len(raw), 8 + len(raw) + max(0, offsets[1]))
+    except HeaderError as exc:
+        assert exc.code.startswith("SAFETENSORS_")
+        assert len(exc.message) < 1000  # quoted numbers are cut, never printed whole
+    else:  # only a consistent layout passes: exact sizes, every dimension in bounds
+        (tensor,) = header.tensors.values()
+        assert all(0 <= d <= MAX_DIMENSION for d in shape) and len(shape) <= MAX_DIMS
+        assert tensor.end - tensor.start == tensor.elements * 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["F4", "F6_E2M3", "BF16", "F32", "BOOL"]),
+    st.lists(st.integers(min_value=0, max_value=MAX_DIMENSION), min_size=1, max_size=MAX_DIMS),
+)
+def test_tensor_byte_sizes_are_exact_integer_arithmetic(dtype, shape):
+    bits = dtype_bits()[dtype]
+    exact = (math.prod(shape) * bits + 7) // 8  # what a float ceil gets wrong past 2**53
+    raw = json.dumps({"t": {"dtype": dtype, "shape": shape, "data_offsets": [0, exact]}})
+    if exact <= 2**64 - 1:
+        header = parse_header(raw.encode(), len(raw), 8 + len(raw) + exact)
+        assert header.data_end == exact
+    else:
+        assert _code_of(raw.encode(), 8 + len(raw) + exact) == "SAFETENSORS_HEADER_INVALID"
+
+
+def _code_of(raw: bytes, size: int) -> str:
+    with pytest.raises(HeaderError) as caught:
+        parse_header(raw, len(raw), size)
+    return caught.value.code
+
+
+def test_too_many_tensors_are_refused_before_parsing():
+    entry = '"t{}":{{"dtype":"F16","shape":[0],"data_offsets":[0,0]}}'
+    raw = ("{" + ",".join(entry.format(i) for i in range(MAX_TENSORS + 1)) + "}").encode()
+    assert _code_of(raw, 8 + len(raw)) == "SAFETENSORS_TOO_MANY_TENSORS"
+
+
+def test_duplicate_tensor_names_are_found_next_to_metadata():
+    raw = json.dumps({"__metadata__": {"format": "pt"}}).encode()[:-1] + (
+        b',"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
+        b'"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    )
+    assert _code_of(raw, 8 + len(raw) + 1) == "SAFETENSORS_HEADER_INVALID"

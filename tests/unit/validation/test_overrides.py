@@ -1,0 +1,98 @@
+"""modeldrop.yaml: valid files give values; anchors, aliases, tags, deep nesting and floods give
+one short OVERRIDES_INVALID finding, fast, whatever the text."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modeldrop.validation.overrides import MAX_DEPTH, MAX_NODES, parse_overrides
+
+FILE = "modeldrop.yaml"
+
+
+def codes(text: str) -> list[str]:
+    return [f.code for f in parse_overrides(text.encode(), FILE).findings]
+
+
+def test_a_valid_file_gives_its_values():
+    text = (
+        "machine_spec: {machine_type: g2-standard-8, accelerator_type: NVIDIA_L4, "
+        "accelerator_count: 1}\nreplicas: {min: 1, max: 2}\nlabels: {team: ml}\n"
+    )
+    overrides = parse_overrides(text.encode(), FILE)
+    assert overrides.findings == []
+    assert overrides.values["labels"] == {"team": "ml"}
+    assert overrides.machine_spec is not None
+
+
+def test_the_alias_bomb_is_refused_at_once():
+    lines = ['a: &a ["lol-project-a","lol-project-a","lol-project-a"]']
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    lines.append("private_endpoint: {project_allowlist: [*h,*h,*h,*h,*h,*h,*h,*h,*h]}")
+    started = time.perf_counter()
+    findings = parse_overrides("\n".join(lines).encode(), FILE).findings
+    assert time.perf_counter() - started < 1.0  # 9**8 copies if it were expanded
+    assert [f.code for f in findings] == ["OVERRIDES_INVALID"]
+    assert "anchors or aliases" in findings[0].message
+
+
+def test_a_lone_anchor_is_refused_too():
+    assert codes("labels: &x {team: ml}\n") == ["OVERRIDES_INVALID"]
+
+
+def test_explicit_tags_are_refused():
+    assert codes("labels: !!python/object/apply:os.system ['id']\n") == ["OVERRIDES_INVALID"]
+    assert codes("model_display_name: !custom x\n") == ["OVERRIDES_INVALID"]
+
+
+def test_nesting_and_floods_are_bounded():
+    assert codes("labels: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)) == [
+        "OVERRIDES_INVALID"
+    ]
+    assert codes("labels: [" + "1," * MAX_NODES + "1]") == ["OVERRIDES_INVALID"]
+
+
+def test_schema_errors_never_reprint_long_values():
+    findings = parse_overrides(("model_display_name: " + "x" * 60_000).encode(), FILE).findings
+    assert len(findings) == 1 and len(findings[0].message) < 400
+
+
+yaml_scalars = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.text(alphabet="abcxyz-_ ", max_size=12),
+    st.sampled_from(["true", "null", "2026-12-01", "1e400", "0x1F", "~", "'quoted'"]),
+)
+
+
+def nested(depth: int, leaf: str) -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["&a", "*a", "!!str", "!!python/name:os.system", ""]), max_size=4),
+    st.lists(yaml_scalars, min_size=1, max_size=5),
+    st.integers(min_value=1, max_value=40),  # inside a flow list, marks are YAML syntax
+    st.sampled_from(["labels", "replicas", "model_display_name", "private_endpoint", "x"]),
+)
+def test_any_yaml_with_anchors_tags_or_nesting_only_gives_findings(marks, scalars, depth, key):
+    leaf = ", ".join(f"{mark} {value}".strip() for mark, value in zip(marks, scalars, strict=False))
+    text = f"{key}: {nested(depth, leaf or '1')}\n"
+    overrides = parse_overrides(text.encode(), FILE)  # never raises
+    assert all(f.code == "OVERRIDES_INVALID" for f in overrides.findings)
+    assert all(len(f.message) < 600 for f in overrides.findings)
+    if any(mark.startswith(("&", "*", "!")) for mark in marks[: len(scalars)]):
+        assert overrides.findings and overrides.values == {}
+    if depth + 1 > MAX_DEPTH:
+        assert overrides.findings
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_only_give_findings(data):
+    overrides = parse_overrides(data, FILE)
+    assert all(f.code == "OVERRIDES_INVALID" for f in overrides.findings)
