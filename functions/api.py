@@ -4,6 +4,11 @@ import functions_framework
 from flask import Request, Response
 
 from modeldrop.api.app import handle
+from modeldrop.settings import Settings
+
+# Read the settings when the instance starts: one it cannot use (say MODELDROP_API_TOKENS set
+# to "," with no token, which would turn auth off) stops it before it serves any request.
+Settings.from_env()
 
 
 @functions_framework.http

@@ -55,6 +55,8 @@ locals {
     MODELDROP_MAX_BODY_BYTES       = tostring(var.max_body_bytes)
     MODELDROP_RECORD_CACHE_SECONDS = tostring(var.record_cache_seconds)
     MODELDROP_PUBLISH_TIMEOUT      = tostring(var.publish_timeout_seconds)
+    MODELDROP_API_BASE_URL         = var.api_base_url
+    MODELDROP_MAX_ATTEMPTS         = tostring(var.max_attempts)
     # Deployment defaults: a JSON machine spec ("" = recommend from the weights) and a
     # comma-separated PSC project allowlist ("" = dedicated public endpoints).
     MODELDROP_DEFAULT_MACHINE_SPEC  = var.default_machine_spec == null ? "" : jsonencode(var.default_machine_spec)

@@ -117,6 +117,17 @@ variable "api_tokens_secret_version" {
   default     = "latest"
 }
 
+variable "api_base_url" {
+  description = "Absolute URL the links in the api's answers start with, e.g. a custom domain in front of the api (MODELDROP_API_BASE_URL). Empty: links are paths on the api; they are never built from a request's Host header."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.api_base_url == "" || can(regex("^https?://[^/?#]+(/[^?#]*)?$", var.api_base_url))
+    error_message = "api_base_url must be empty or an absolute http(s) URL without query or fragment, e.g. \"https://api.example.com\"."
+  }
+}
+
 variable "create_firestore_database" {
   description = "Create the (default) Firestore database. Set false when the project already has one (it must be in Native mode)."
   type        = bool
@@ -168,6 +179,17 @@ variable "publish_timeout_seconds" {
   description = "Seconds the functions wait for Pub/Sub to take a message."
   type        = number
   default     = 30
+}
+
+variable "max_attempts" {
+  description = "Tries of one step (validating a folder, starting its deploy) before the deployment ends FAILED with the last error (MODELDROP_MAX_ATTEMPTS)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_attempts >= 1 && var.max_attempts <= 100
+    error_message = "max_attempts must be 1-100."
+  }
 }
 
 variable "deploy_max_delivery_attempts" {

@@ -1,4 +1,5 @@
-"""Wire the real adapters into a Context, once per process (Cloud Function instance).
+"""Wire the real adapters into a Context, once per process (Cloud Function instance), and run
+events so that only a retryable failure has them delivered again.
 
 Heavy SDKs (Firestore, Pub/Sub, Storage) are imported here, on the first event, not when a
 function module is imported; the Vertex SDK is imported only when something deploys.
@@ -6,11 +7,19 @@ function module is imported; the Vertex SDK is imported only when something depl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 from modeldrop import logs
-from modeldrop.service.context import Context
+from modeldrop.domain.findings import excerpt
+from modeldrop.errors import AccessError
+from modeldrop.service.context import Context, describe
+from modeldrop.service.ports import DeployError
 from modeldrop.settings import Settings
+
+EVENT_FUNCTIONS = ("validate", "deploy", "reconcile")
+log = logs.get("events")
 
 
 @cache
@@ -50,3 +59,53 @@ def build_context(settings: Settings) -> Context:
         open_folder=lambda uri: GcsFolder(uri, storage_client),
         endpoints=DedicatedEndpointClient(settings),
     )
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether an event whose handler raised `exc` may succeed when delivered again: storage,
+    Firestore, Pub/Sub or Vertex AI was unreachable or busy. Records count their own attempts
+    (service.records), so this raising again and again stays bounded."""
+    import requests
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    if isinstance(exc, DeployError):
+        return exc.retryable
+    busy = (api.ServerError, api.TooManyRequests, api.Aborted, api.Cancelled, api.RetryError)
+    unreachable = (auth.TransportError, requests.ConnectionError, requests.Timeout)
+    return isinstance(exc, (AccessError, ConnectionError, TimeoutError, *busy, *unreachable))
+
+
+def run_event(function: str, handler: Callable[[], Any], redeliver: bool = True) -> None:
+    """Run one event's handler. A retryable failure is raised (a 500: the event is delivered
+    again) when `redeliver`; any other is logged and the event acknowledged, since it would
+    fail the same way every time."""
+    try:
+        handler()
+    except Exception as exc:
+        if redeliver and retryable(exc):
+            log.warning("%s: %s; the event will be delivered again", function, describe(exc))
+            raise
+        log.error("%s: event acknowledged without effect: %s", function, describe(exc))
+
+
+def answer_malformed_requests() -> None:
+    """Under functions-framework, answer 400 instead of 500 to a request the framework cannot
+    even turn into an event (a JSON list, JSON nested too deep): a 5xx is delivered again and
+    again. Call it when an event function's module is loaded; the api function is left alone.
+    """
+    import flask
+
+    if flask.has_app_context() and flask.current_app.name in EVENT_FUNCTIONS:
+        flask.current_app.register_error_handler(Exception, _malformed)
+
+
+def _malformed(exc: Exception) -> Any:
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return exc
+    if retryable(exc):  # raised by run_event for redelivery
+        return f"{type(exc).__name__}: retry later", 500
+    log.warning("not an event: %s", describe(exc))
+    return f"not an event ({type(exc).__name__}): {excerpt(str(exc))}", 400

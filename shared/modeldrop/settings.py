@@ -7,6 +7,15 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from modeldrop.errors import UsageError
+
+
+class SettingError(UsageError):
+    """An environment variable holds a value its setting cannot use."""
+
+    code = "BAD_SETTING"
 
 
 def _bool(text: str) -> bool:
@@ -22,6 +31,36 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    """Comma-separated tokens; empty means none, but a value holding no token is refused: it
+    would turn bearer tokens off without saying so."""
+    tokens = _list(text)
+    if text and not tokens:
+        raise ValueError(
+            f"it is set to {text!r}, which holds no token, so bearer tokens would be off; put "
+            "one or more tokens in it (comma separated), or leave it empty for none"
+        )
+    return tokens
+
+
+def _base_url(text: str) -> str:
+    """An absolute http(s) URL without its trailing '/', or '' for none."""
+    url = text.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"expected an absolute URL such as https://api.example.com, not {text!r}")
+    return url
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -68,7 +107,13 @@ SETTINGS: dict[str, Setting] = {
         "MODELDROP_UPSTREAM_TIMEOUT", "300", float, "seconds to wait for a model's answer"
     ),
     "api_tokens": Setting(
-        "MODELDROP_API_TOKENS", "", _list, "optional bearer tokens for the api (comma separated)"
+        "MODELDROP_API_TOKENS", "", _tokens, "optional bearer tokens for the api (comma separated)"
+    ),
+    "api_base_url": Setting(
+        "MODELDROP_API_BASE_URL",
+        "",
+        _base_url,
+        "links in api answers start with this URL (empty: links are paths on the api)",
     ),
     "max_body_bytes": Setting("MODELDROP_MAX_BODY_BYTES", "1048576", int),
     "default_machine_spec": Setting(
@@ -89,6 +134,9 @@ SETTINGS: dict[str, Setting] = {
     ),
     "publish_timeout": Setting(
         "MODELDROP_PUBLISH_TIMEOUT", "30", float, "seconds to wait for Pub/Sub to take a message"
+    ),
+    "max_attempts": Setting(
+        "MODELDROP_MAX_ATTEMPTS", "5", _positive_int, "tries of one step before it ends FAILED"
     ),
 }
 
@@ -113,18 +161,28 @@ class Settings:
     endpoint_scheme: str
     upstream_timeout: float
     api_tokens: tuple[str, ...]
+    api_base_url: str
     max_body_bytes: int
     default_machine_spec: dict[str, Any] | None
     psc_project_allowlist: tuple[str, ...]
     record_cache_seconds: float
     publish_timeout: float
+    max_attempts: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values = {
-            name: setting.parse(env.get(setting.env, setting.default))
-            for name, setting in SETTINGS.items()
-        }
+        values = {name: _parse(setting, env) for name, setting in SETTINGS.items()}
         values["root_prefix"] = values["root_prefix"].strip("/") + "/"
         return cls(**values)
+
+
+def _parse(setting: Setting, env: Mapping[str, str]) -> Any:
+    """The setting's value; SettingError, naming the variable, for a value it cannot use."""
+    try:
+        return setting.parse(env.get(setting.env, setting.default))
+    except ValueError as exc:
+        raise SettingError(
+            f"{setting.env} cannot be used: {exc}.",
+            f"Fix or unset {setting.env}" + (f": {setting.help}." if setting.help else "."),
+        ) from exc

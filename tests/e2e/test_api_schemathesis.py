@@ -183,15 +183,20 @@ def _ids(targets: Targets) -> dict[str, str]:
             "rejected": targets.rejected["id"]}  # fmt: skip
 
 
+LONG = "a" * 2000  # longer than any id or model name; Firestore refuses it in a query
 TOO_LARGE = {"model": SERVED, "messages": [{"role": "user", "content": "x" * (1 << 20)}]}
 UNKNOWN_MODEL = {"model": "no-such-model", "messages": HELLO}
 REJECTED_MODEL = {"model": REJECTED, "messages": HELLO}
+LONG_MODEL = {"model": LONG, "messages": HELLO}
+OBJECT_MODEL = {"model": {"name": [SERVED]}, "messages": HELLO}
 ONE = "/v1/deployments/{deployment_id}"
 # (method, path, path parameter (a target's name or itself), query or body, status, code)
 DOCUMENTED_ERRORS = [
     ("GET", "/v1/deployments", None, {"query": {"state": "NOPE"}}, 400, "BAD_FILTER"),
     ("GET", "/v1/deployments", None, {"query": {"limit": 0}}, 400, "BAD_LIMIT"),
     ("GET", "/v1/deployments", None, {"query": {"page_token": "x"}}, 400, "BAD_PAGE_TOKEN"),
+    ("GET", "/v1/deployments", None, {"query": {"model": LONG}}, 400, "BAD_FILTER"),
+    ("GET", "/v1/deployments", None, {"query": {"limit": [1, 2]}}, 400, "BAD_QUERY"),
     ("GET", ONE, "no-such-id", {}, 404, "NOT_FOUND"),
     ("GET", ONE, "x/chat/completions", {}, 405, "METHOD_NOT_ALLOWED"),
     ("GET", "/v1/models/{name}", "no-such-model", {}, 404, "NOT_FOUND"),
@@ -207,6 +212,8 @@ DOCUMENTED_ERRORS = [
     ("POST", STREAM, "served", {"body": {"instances": ["Hi"]}}, 400, "BAD_INSTANCES"),
     ("POST", OPENAI_CHAT, None, {"body": {"messages": HELLO}}, 400, "model_required"),
     ("POST", OPENAI_CHAT, None, {"body": UNKNOWN_MODEL}, 404, "model_not_found"),
+    ("POST", OPENAI_CHAT, None, {"body": LONG_MODEL}, 404, "model_not_found"),
+    ("POST", OPENAI_CHAT, None, {"body": OBJECT_MODEL}, 400, "model_required"),
     ("POST", OPENAI_CHAT, None, {"body": REJECTED_MODEL}, 409, "not_deployed"),
     ("POST", OPENAI_CHAT, None, {"body": TOO_LARGE}, 413, "body_too_large"),
 ]
@@ -261,6 +268,9 @@ def test_streams_are_server_sent_events(api_schema, targets, path, body):
     ("method", "path", "case"),
     [
         ("GET", ONE, {"path_parameters": {"deployment_id": "__x__"}}),
+        ("GET", ONE, {"path_parameters": {"deployment_id": LONG}}),
+        ("GET", "/v1/models/{name}", {"path_parameters": {"name": LONG}}),
+        ("DELETE", ONE, {"path_parameters": {"deployment_id": LONG}}),
         ("DELETE", ONE, {"path_parameters": {"deployment_id": "__x__"}}),
         ("POST", PREDICT, {"path_parameters": {"deployment_id": "__x__"},
                            "body": {"instances": [{"prompt": "Hi"}]}}),
@@ -269,11 +279,11 @@ def test_streams_are_server_sent_events(api_schema, targets, path, body):
         ("POST", OPENAI_CHAT, {"body": {"model": ".", "messages": HELLO}}),
         ("POST", OPENAI_CHAT, {"body": {"model": "\ud800", "messages": HELLO}}),
     ],
-    ids=["get-reserved", "delete-reserved", "predict-reserved", "openai-slash",
-         "openai-reserved", "openai-dot", "openai-surrogate"],
+    ids=["get-reserved", "get-long", "model-long", "delete-long", "delete-reserved",
+         "predict-reserved", "openai-slash", "openai-reserved", "openai-dot", "openai-surrogate"],
 )  # fmt: skip
 def test_ids_firestore_cannot_hold_are_not_found(api_schema, targets, method, path, case):
-    """Ids and model names Firestore cannot hold as document ids are simply unknown."""
+    """Ids and model names no record can have (Firestore could not hold them) are unknown."""
     response = _call(api_schema, method, path, **case)
     assert response.status_code == 404, response.text
 

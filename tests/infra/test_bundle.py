@@ -81,17 +81,20 @@ for target, signature in (("validate", "cloudevent"), ("deploy", "http"),
 
 # 4. a push delivery from the modeldrop-deploy subscription reaches on_validated
 import modeldrop.bootstrap, modeldrop.service.deploy
+from modeldrop.service.ports import DeployError
 calls = []
 def on_validated(ctx, deployment_id):
     calls.append(deployment_id)
     if deployment_id == "retryable":
-        raise RuntimeError("Vertex AI unavailable")
+        raise DeployError("Vertex AI unavailable", code="VERTEX_UNAVAILABLE", retryable=True)
+    if deployment_id == "poison":
+        raise RuntimeError("a bug, not an outage")
 modeldrop.bootstrap.context = lambda: "context"
 modeldrop.service.deploy.on_validated = on_validated
 app = create_app(target="deploy", source=str(root / "main.py"), signature_type="http")
 client = app.test_client()
 statuses = {}
-for deployment_id in ("dep-1", "retryable"):
+for deployment_id in ("dep-1", "retryable", "poison"):
     data = json.dumps({"deployment_id": deployment_id}).encode()
     envelope = {
         "message": {"data": base64.b64encode(data).decode(), "messageId": "1",
@@ -222,11 +225,12 @@ def _probe(python: Path | str, extracted: Path, isolated: bool) -> dict:
 
 def _check_report(report: dict) -> None:
     assert report["failures"] == [], "\n".join(report["failures"])
-    # a push envelope becomes the CloudEvent deploy reads; an exception is a 5xx, so Pub/Sub
-    # redelivers it and eventually dead-letters it
+    # a push envelope becomes the CloudEvent deploy reads; a retryable error is a 5xx, so
+    # Pub/Sub redelivers it (and eventually dead-letters it); any other exception is
+    # acknowledged, never a redelivery loop
     assert report["push"] == {
-        "calls": ["dep-1", "retryable"],
-        "statuses": {"dep-1": 200, "retryable": 500},
+        "calls": ["dep-1", "retryable", "poison"],
+        "statuses": {"dep-1": 200, "retryable": 500, "poison": 200},
     }
 
 

@@ -266,6 +266,8 @@ def test_variable_defaults_match_the_settings(terraform: Terraform) -> None:
         "max_body_bytes": "max_body_bytes",
         "record_cache_seconds": "record_cache_seconds",
         "publish_timeout_seconds": "publish_timeout",
+        "api_base_url": "api_base_url",
+        "max_attempts": "max_attempts",
     }
     for variable, setting in pairs.items():
         default = terraform.variables[variable]["default"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -15,8 +17,10 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud.firestore import CollectionReference
 
 from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
+from modeldrop.api.keys import MAX_BYTES, valid_name
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.errors import UsageError
+from modeldrop.service.ports import RecordTooLarge
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
 THREADS = 16
@@ -103,6 +107,7 @@ def full_deployment() -> Deployment:
         deployed_model_id="4242",
         error={"code": "NONE", "message": "kept for the round trip", "hint": "-"},
         published_sequence=3,
+        attempts=2,
     )
 
 
@@ -245,6 +250,20 @@ def test_replace_needs_an_etag(store: FirestoreDeploymentStore) -> None:
         store.replace(d)
 
 
+def test_a_record_over_the_document_limit_is_record_too_large(
+    store: FirestoreDeploymentStore,
+) -> None:
+    d = detected()
+    store.create(d)
+    huge = update(store.get(d.id), T0, validation={"v": "x" * (2**20 + 10)})
+    with pytest.raises(RecordTooLarge) as caught:
+        store.replace(huge)
+    assert caught.value.code == "RECORD_TOO_LARGE" and len(caught.value.message) < 400
+    with pytest.raises(RecordTooLarge):
+        store.create(replace(huge, id=d.id + "-new", etag=None))
+    assert store.get(d.id).validation == d.validation  # nothing of it was written
+
+
 def test_etag_of_a_replaced_record_guards_the_next_replace(
     store: FirestoreDeploymentStore,
 ) -> None:
@@ -342,3 +361,63 @@ def test_latest_for_model_picks_the_highest_revision(store: FirestoreDeploymentS
 
     assert latest is not None and latest.revision == 3 and latest.etag
     assert store.latest_for_model("missing") is None
+
+
+def token(value: Any) -> str:
+    """A page token in the store's format (URL-safe base64 of JSON) holding `value`."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+AT = T0.isoformat()
+# page tokens no store handed out: not base64 or JSON, the wrong shape, or an id or a time
+# Firestore would refuse (it raised on each of the last ones before they were checked)
+FOREIGN_TOKENS = [
+    "not-a-token", "!!", "é", token("ab"), token([1, 2]), token([AT]), token([AT, "x", "y"]),
+    token({"a": AT, "b": "x"}), token(["yesterday", "x"]), token([AT, 5]),
+    base64.urlsafe_b64encode(b"\xff\xfe").decode(), token("[" * 100_000),
+    token([AT, "a/b"]), token([AT, ""]), token([AT, ".."]), token([AT, "__x__"]),
+    token([AT, "\ud800"]), token([AT, "a" * 2000]), token(["2026-11-24T09:30:15", "x"]),
+    token(["0001-01-01T00:00:00+01:00", "x"]), token(["9999-12-31T23:59:59-01:00", "x"]),
+]  # fmt: skip
+
+
+@pytest.fixture(params=["firestore", "fake"])
+def any_store(request: pytest.FixtureRequest) -> Any:
+    """The real store, then the unit tests' fake: both must keep the same contract."""
+    if request.param == "fake":
+        from tests.unit.service.fakes import FakeStore
+
+        return FakeStore()
+    return request.getfixturevalue("store")
+
+
+@pytest.mark.parametrize("page_token", FOREIGN_TOKENS, ids=range(len(FOREIGN_TOKENS)))
+def test_a_page_token_no_store_handed_out_is_a_usage_error(any_store: Any, page_token: str) -> None:
+    with pytest.raises(UsageError, match="page_token"):
+        any_store.list(page_token=page_token)
+
+
+# ids and names outside modeldrop.api.keys; Firestore raises on most of them when asked
+UNUSABLE = ["a" * 2000, "é" * 600, "", ".", "..", "__x__", "a/b", "\ud800"]
+
+
+@pytest.mark.parametrize("key", UNUSABLE, ids=range(len(UNUSABLE)))
+def test_ids_and_names_firestore_cannot_take_find_nothing(
+    store: FirestoreDeploymentStore, populated: list[Deployment], key: str
+) -> None:
+    assert store.get(key) is None
+    assert store.latest_for_model(key) is None
+    if key:  # "" is no filter
+        assert store.list(model=key) == ([], None)
+
+
+def test_the_longest_name_the_keys_allow_is_stored_and_found(
+    store: FirestoreDeploymentStore,
+) -> None:
+    name = "é" * (MAX_BYTES // 2)  # exactly MAX_BYTES bytes
+    record = detected(name)
+    assert valid_name(record.model) and len(record.model.encode()) == MAX_BYTES
+    assert store.create(record)
+    assert store.latest_for_model(name).id == record.id
+    assert [d.id for d in store.list(model=name)[0]] == [record.id]
+    assert store.get("x" * MAX_BYTES) is None  # the longest id: asked, and simply absent

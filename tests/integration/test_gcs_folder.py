@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from modeldrop.adapters.gcs_folder import GcsFolder
+from modeldrop.catalog import file_rules
 from modeldrop.errors import AccessError, UsageError
 from modeldrop.local.emulators import free_port
 
@@ -73,6 +74,22 @@ def test_trailing_slash_and_bucket_root(bucket):
     assert [f.name for f in with_slash] == sorted(FOLDER)
     root = [f.name for f in GcsFolder(f"gs://{bucket.name}").list_files()]
     assert "models/tiny/model.safetensors" in root and "models/config.json" in root
+
+
+@pytest.mark.parametrize("name", ["probe-a[b]", "a*?", "名前 ü x"])
+def test_folder_names_are_literal_prefixes(bucket, name):
+    """No wildcards: [, *, ? are characters of the name; spaces and unicode work too."""
+    bucket.blob(f"models/{name}/config.json").upload_from_string(b"{}")
+    bucket.blob(f"models/{name}x/config.json").upload_from_string(b"[]")  # a longer name
+    folder = GcsFolder(f"gs://{bucket.name}/models/{name}")
+    assert [f.name for f in folder.list_files()] == ["config.json"]
+    assert folder.read_range("config.json", 0, 10) == b"{}"
+
+
+def test_listing_stops_one_past_the_bound(bucket, monkeypatch):
+    monkeypatch.setitem(file_rules()["limits"], "listed_files", 2)
+    files = GcsFolder(f"gs://{bucket.name}/models/tiny").list_files()
+    assert [f.name for f in files] == sorted(FOLDER)[:3]  # bound + 1: enough to refuse it
 
 
 def test_missing_prefix_lists_nothing(bucket):
@@ -224,7 +241,7 @@ def test_forbidden_names_the_role(forbidding_server):
 
 @pytest.mark.parametrize(
     "uri",
-    ["s3://bucket/x", "gs://", "gs://UPPER/x", "gs://b/x", "gs://bucket/a//b", "gs://bucket/*"],
+    ["s3://bucket/x", "gs://", "gs://UPPER/x", "gs://b/x", "gs://bucket/a//b", "gs://bucket/../x"],
 )
 def test_malformed_uri(uri):
     with pytest.raises(UsageError):

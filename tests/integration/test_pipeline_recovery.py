@@ -1,7 +1,8 @@
 """The handlers on the real emulators and the local Vertex emulator, driven in-process.
 
 What the whole-stack tests cannot steer: marker mode, a crash between the Deploy call and its
-record, Vertex AI faults at the deploy call, and the Pub/Sub emulator restarting mid-flow.
+record, Vertex AI faults at the deploy call, storage failing every time, and the Pub/Sub
+emulator restarting mid-flow.
 Each test gets its own collection, topics and folder prefix, so nothing else touches its records.
 """
 
@@ -22,6 +23,7 @@ from modeldrop.adapters.pubsub_queue import read_validated
 from modeldrop.adapters.vertex_deployer import VertexDeployer
 from modeldrop.bootstrap import build_context
 from modeldrop.domain.deployment import State
+from modeldrop.errors import AccessError
 from modeldrop.local.emulators import pubsub_emulator
 from modeldrop.local.upload import upload_folder
 from modeldrop.local.vertex import VertexEmulator
@@ -29,8 +31,10 @@ from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.upload import on_object_finalized
-from modeldrop.settings import Settings
+from modeldrop.settings import SETTINGS, Settings
 from tests.integration.test_vertex_emulator import MISSING_SERVING, SKIP_SERVING
+
+ATTEMPTS = int(SETTINGS["max_attempts"].default)
 
 BUCKET = "pipeline-recovery"
 COUNTER = itertools.count()
@@ -216,6 +220,35 @@ def test_permanent_vertex_error_fails_with_hint_and_notification(harness):
     events = [parse_event(m) for m in h.pull(h.settings.events_topic)]
     failure = [e for e in events if e["subject"] == record.id and e["type"].endswith(".failed")]
     assert len(failure) == 1 and failure[0].data["error"]["code"] == "VERTEX_PERMISSION_DENIED"
+
+
+def test_storage_failing_every_time_ends_failed_after_the_last_attempt(harness):
+    h = harness
+    open_folder = h.ctx.open_folder
+
+    def config_unreadable(uri):
+        folder = open_folder(uri)
+        read_range = folder.read_range
+
+        def read(name, start, length):
+            if name == "config.json":
+                raise AccessError("Cannot read config.json.", "Check the bucket.")
+            return read_range(name, start, length)
+
+        folder.read_range = read
+        return folder
+
+    h.ctx.open_folder = config_unreadable
+    with pytest.raises(AccessError):  # to be delivered again
+        h.upload(h.tiny, "unreadable")
+    (record,), _ = h.ctx.store.list()
+    assert (record.state, record.attempts, record.error["code"]) == (
+        State.VALIDATING, 1, "ACCESS_ERROR"
+    )  # fmt: skip
+    failed = h.until(record.id, State.FAILED)
+    assert failed.error["code"] == "ACCESS_ERROR" and str(ATTEMPTS) in failed.error["hint"]
+    events = [m.attributes["state"] for m in h.pull(h.settings.events_topic)]
+    assert events == ["DETECTED", "VALIDATING", "FAILED"]
 
 
 def test_pubsub_restart_mid_flow_loses_no_deployment(

@@ -207,6 +207,29 @@ def test_readers_take_push_envelope_messages() -> None:
         parse_event(envelope_message)  # no ce- attributes: not a CloudEvent
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+NOT_WORK = {
+    "not-a-message": [1],
+    "data-number": {"data": 5},
+    "attributes-list": {"data": _b64(b'{"deployment_id": "x"}'), "attributes": [1]},
+    "not-base64": {"data": "%%%"},
+    "deep": {"data": _b64(b"[" * 100_000 + b"]" * 100_000)},
+    "id-list": {"data": _b64(b'{"deployment_id": ["x"]}')},
+    "id-slash": {"data": _b64(b'{"deployment_id": "a/b"}')},
+    "id-huge": {"data": _b64(json.dumps({"deployment_id": "x" * 2_000_000}).encode())},
+}
+
+
+@pytest.mark.parametrize("message", NOT_WORK.values(), ids=NOT_WORK)
+def test_what_names_no_deployment_is_a_short_value_error(message) -> None:
+    with pytest.raises(ValueError) as caught:
+        read_validated(message)
+    assert len(str(caught.value)) < 300
+
+
 def test_publish_to_a_missing_topic_raises(pubsub_emulator, names: str) -> None:
     publisher = CloudEventPublisher(pubsub_emulator.client, pubsub_emulator.project, f"{names}-x")
     with pytest.raises(NotFound):

@@ -18,6 +18,10 @@ from modeldrop.errors import UsageError
         ("gs://my_bucket-2/a", ("my_bucket-2", "a")),
         ("gs://example.com.models/x y/z", ("example.com.models", "x y/z")),
         ("gs://abc/" + "m" * 300, ("abc", "m" * 300)),
+        # names are literal prefixes: no wildcards
+        ("gs://bucket/models/probe-a[b]", ("bucket", "models/probe-a[b]")),
+        ("gs://bucket/models/*?", ("bucket", "models/*?")),
+        ("gs://bucket/models/名 ü", ("bucket", "models/名 ü")),
     ],
 )
 def test_valid(uri, expected):
@@ -43,10 +47,9 @@ def test_valid(uri, expected):
         "gs://bucket/models//tiny",
         "gs://bucket/models/../tiny",
         "gs://bucket/./tiny",
-        "gs://bucket/models/*",
-        "gs://bucket/models/tiny?",
-        "gs://bucket/models/[ab]",
         "gs://bucket/models/\ntiny",
+        "gs://bucket/models/\x85tiny",
+        "gs://bucket/" + "m" * 1025,
     ],
 )
 def test_malformed(uri):

@@ -10,6 +10,9 @@ Document layout: datetimes are timestamps, `state` a string, `history` a list of
 directly inside an array, so such an inner list is stored as the map {"_md_array": [...]} and
 unwrapped on reading.
 
+Ids and model names outside `modeldrop.api.keys` are never sent to Firestore (it would refuse
+them): such a record cannot exist, so `get`, `list` and `latest_for_model` find nothing.
+
 Composite indexes production needs on the collection (`__name__` follows implicitly, in the
 direction of the last field):
 - state ASC, created_at DESC: `list(states=...)`
@@ -26,18 +29,26 @@ import base64
 import binascii
 import json
 from dataclasses import fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+from google.api_core.exceptions import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_document import DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from modeldrop.api.keys import valid_id, valid_name
 from modeldrop.domain.deployment import Deployment, State, Transition
+from modeldrop.domain.findings import excerpt
 from modeldrop.errors import UsageError
+from modeldrop.service.ports import RecordTooLarge
 
 ARRAY_KEY = "_md_array"  # wraps a list stored directly inside a list
 MAX_PAGE = 1000
@@ -57,11 +68,13 @@ class FirestoreDeploymentStore:
             self._collection.document(deployment.id).create(to_document(deployment))
         except AlreadyExists:
             return False
+        except InvalidArgument as exc:
+            raise _refused(exc) from exc
         return True
 
     def get(self, deployment_id: str) -> Deployment | None:
         """The record with its etag set, or None (also for an id Firestore cannot hold)."""
-        if not storable_id(deployment_id):
+        if not valid_id(deployment_id):
             return None
         snapshot = self._collection.document(deployment_id).get()
         if not snapshot.exists:
@@ -81,6 +94,8 @@ class FirestoreDeploymentStore:
             )
         except (FailedPrecondition, NotFound):  # changed since read, or deleted
             return None
+        except InvalidArgument as exc:
+            raise _refused(exc) from exc
         return replace(deployment, etag=result.update_time.rfc3339())
 
     def list(
@@ -97,7 +112,7 @@ class FirestoreDeploymentStore:
         if states:
             query = query.where(filter=FieldFilter("state", "in", [str(s) for s in states]))
         if model is not None:
-            if not _storable_text(model):
+            if not valid_name(model):
                 return [], None
             query = query.where(filter=FieldFilter("model", "==", model))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
@@ -118,7 +133,7 @@ class FirestoreDeploymentStore:
 
     def latest_for_model(self, model: str) -> Deployment | None:
         """The highest revision of a model name (the newest created among equal revisions)."""
-        if not _storable_text(model):
+        if not valid_name(model):
             return None
         query = (
             self._collection.where(filter=FieldFilter("model", "==", model))
@@ -129,26 +144,6 @@ class FirestoreDeploymentStore:
         for snapshot in query.stream():
             return _from_snapshot(snapshot)
         return None
-
-
-def _storable_text(text: str) -> bool:
-    """Whether `text` is valid UTF-8 (a lone surrogate from a JSON body is not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def storable_id(text: str) -> bool:
-    """Whether Firestore accepts `text` as a document id (ids come from URLs and bodies)."""
-    reserved = text in (".", "..") or (text.startswith("__") and text.endswith("__"))
-    return (
-        _storable_text(text)
-        and 0 < len(text.encode("utf-8")) <= 1500
-        and "/" not in text
-        and not reserved
-    )
 
 
 def to_document(deployment: Deployment) -> dict[str, Any]:
@@ -194,17 +189,37 @@ def _decode(value: Any, in_array: bool = False) -> Any:
     return value
 
 
+def _refused(exc: InvalidArgument) -> RecordTooLarge:
+    """Firestore refused a record modeldrop built: in practice its size (1 MiB a document, about
+    1 MiB a value; the emulator says 'longer than 1048487 bytes' or 'invalid nested entity')."""
+    return RecordTooLarge(
+        f"Firestore refused the record: {excerpt(str(exc.message or exc))}",
+        "A deployment record must stay under Firestore's 1 MiB document limit; this is a "
+        "modeldrop bug if validation produced it: report it with the deployment id.",
+    )
+
+
 def _encode_token(last: Deployment) -> str:
     raw = json.dumps([last.created_at.isoformat(), last.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _decode_token(token: str) -> tuple[datetime, str]:
+    """The (created_at, id) of a token `_encode_token` made; UsageError for any other text,
+    including a well-formed one holding what Firestore would refuse (an id with '/', a time
+    that is not UTC)."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created_at, last_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(last_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise UsageError(
-            "Invalid page_token.", "Pass the next_page_token of a previous page unchanged."
-        ) from exc
+        at = datetime.fromisoformat(created_at)
+    except (binascii.Error, ValueError, TypeError, RecursionError) as exc:
+        raise _bad_token() from exc
+    if at.utcoffset() != timedelta(0) or not valid_id(last_id):
+        raise _bad_token()
+    return at, last_id
+
+
+def _bad_token() -> UsageError:
+    return UsageError(
+        "Invalid page_token.", "Pass the next_page_token of a previous page unchanged."
+    )

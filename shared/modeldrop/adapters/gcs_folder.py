@@ -19,6 +19,9 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
+from modeldrop import catalog
+from modeldrop.domain.completion import name_problem
+from modeldrop.domain.findings import excerpt
 from modeldrop.errors import AccessError, UsageError
 from modeldrop.validation.folder import FileInfo
 
@@ -30,7 +33,6 @@ POOL_SIZE = 32  # HTTP connections kept per host: one per reading thread
 # Bucket names: 3-63 characters (up to 222 in dotted names), lowercase letters, digits,
 # dashes, underscores and dots, starting and ending with a letter or digit.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
-_NOT_IN_FOLDER_URI = re.compile(r"[\x00-\x1f\x7f*?\[\]]")  # control characters, wildcards
 _LIST_FIELDS = "items(name,size,generation),nextPageToken"
 # What a failed request can raise: HTTP errors, retries exhausted, auth, transport.
 _IO_ERRORS = (
@@ -42,24 +44,25 @@ _IO_ERRORS = (
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
-    """Split "gs://BUCKET/PREFIX" into (bucket, prefix); the prefix has no slash at either end."""
+    """Split "gs://BUCKET/PREFIX" into (bucket, prefix); the prefix has no slash at either end.
+
+    The prefix is literal: *, ?, [ and ] are characters of the name, not wildcards.
+    """
     if not uri.startswith("gs://"):
-        raise UsageError(f"{uri!r} is not a gs:// URI.", "Use gs://BUCKET/PATH/TO/MODEL.")
+        raise UsageError(f"{excerpt(uri)} is not a gs:// URI.", "Use gs://BUCKET/PATH/TO/MODEL.")
     bucket, _, prefix = uri[len("gs://") :].partition("/")
     parts = bucket.split(".")
     if not _BUCKET.fullmatch(bucket) or any(not 0 < len(part) <= 63 for part in parts):
         raise UsageError(
-            f"{uri!r} does not name a valid bucket ({bucket!r}).",
+            f"{excerpt(uri)} does not name a valid bucket ({excerpt(bucket)}).",
             "Bucket names have 3-63 lowercase letters, digits, dashes, underscores or dots.",
         )
     prefix = prefix.strip("/")
-    if prefix and (
-        _NOT_IN_FOLDER_URI.search(prefix)
-        or any(part in ("", ".", "..") for part in prefix.split("/"))
-    ):
+    problem = name_problem(prefix) if prefix else None
+    if problem:
         raise UsageError(
-            f"{uri!r} is not a folder path.",
-            "Use gs://BUCKET/PATH/TO/MODEL without wildcards, '//', '.' or '..'.",
+            f"{excerpt(uri)} is not a folder path: {problem}.",
+            "Use gs://BUCKET/PATH/TO/MODEL without control characters, '//', '.' or '..'.",
         )
     return bucket, prefix
 
@@ -123,6 +126,7 @@ class GcsFolder:
                 self.client.list_blobs(
                     self._bucket,
                     prefix=self._object_prefix,
+                    max_results=catalog.file_rules()["limits"]["listed_files"] + 1,
                     fields=_LIST_FIELDS,
                     timeout=TIMEOUT,
                     retry=self.retry,

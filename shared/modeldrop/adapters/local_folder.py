@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from modeldrop import catalog
 from modeldrop.errors import AccessError
 from modeldrop.validation.folder import FileInfo
 
@@ -27,13 +28,16 @@ class LocalFolder:
                 f"{self.root} is not a directory.",
                 "Pass the path of a Hugging Face model folder (the one holding config.json).",
             )
+        limit = catalog.file_rules()["limits"]["listed_files"] + 1
         files = []
-        for path in sorted(self.root.rglob("*")):
+        for path in self.root.rglob("*"):
             if path.is_file():
                 stat = path.stat()
                 name = path.relative_to(self.root).as_posix()
                 files.append(FileInfo(name, stat.st_size, str(stat.st_mtime_ns)))
-        return files
+                if len(files) == limit:
+                    break
+        return sorted(files, key=lambda f: f.name)
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
         try:

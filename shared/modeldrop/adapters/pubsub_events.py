@@ -21,6 +21,7 @@ from cloudevents.http import CloudEvent, from_http
 from google.cloud import pubsub_v1
 
 from modeldrop.domain.deployment import Deployment, State, snapshot
+from modeldrop.domain.findings import excerpt
 
 TYPE_PREFIX = "dev.modeldrop.deployment."
 PUBLISH_TIMEOUT = 30.0  # seconds to wait for the server's acknowledgement of one publish
@@ -55,17 +56,22 @@ def message_parts(message: Any) -> tuple[dict[str, str], bytes]:
 
     `message` is a pulled message (`.attributes`, `.data` bytes: a streaming-pull Message or a
     PubsubMessage), or the `message` map of a push envelope or of a Pub/Sub-triggered
-    function's CloudEvent (`attributes`, `data` in base64).
+    function's CloudEvent (`attributes`, `data` in base64). Raises ValueError for anything else.
     """
     if isinstance(message, Mapping):
-        return dict(message.get("attributes") or {}), base64.b64decode(message.get("data") or "")
-    return dict(message.attributes), bytes(message.data)
+        attributes, data = message.get("attributes") or {}, message.get("data") or ""
+        if isinstance(attributes, Mapping) and isinstance(data, str):
+            return {str(k): str(v) for k, v in attributes.items()}, base64.b64decode(data)
+    elif hasattr(message, "attributes") and isinstance(getattr(message, "data", None), bytes):
+        return dict(message.attributes), bytes(message.data)
+    raise ValueError(f"not a Pub/Sub message: {excerpt(message)}")
 
 
 def parse_event(message: Any) -> CloudEvent:
     """The CloudEvent carried by a binary-mode Pub/Sub message (see `message_parts`).
 
-    Raises a cloudevents.exceptions.GenericException subclass when it carries none.
+    Raises a cloudevents.exceptions.GenericException subclass when it carries none, and
+    ValueError when `message` is no Pub/Sub message.
     """
     attributes, data = message_parts(message)
     return from_http(attributes, data)

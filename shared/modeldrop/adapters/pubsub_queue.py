@@ -8,6 +8,8 @@ from typing import Any
 from google.cloud import pubsub_v1
 
 from modeldrop.adapters.pubsub_events import PUBLISH_TIMEOUT, message_parts
+from modeldrop.api.keys import valid_id
+from modeldrop.domain.findings import excerpt
 
 
 class PubSubWorkQueue:
@@ -42,8 +44,8 @@ def read_validated(message: Any) -> str:
     _, data = message_parts(message)
     try:
         deployment_id = json.loads(data)["deployment_id"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"not a work-queue message: {data[:200]!r}") from exc
-    if not isinstance(deployment_id, str) or not deployment_id:
-        raise ValueError(f"not a deployment id: {deployment_id!r}")
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise ValueError(f"not a work-queue message: {excerpt(data)}") from exc
+    if not valid_id(deployment_id):
+        raise ValueError(f"not a deployment id: {excerpt(deployment_id)}")
     return deployment_id

@@ -1,6 +1,7 @@
 """The HTTP entry of the api function: authenticate, route, call the handler, answer JSON or a
 stream. Every failure is a JSON error with a status, a stable code and a hint; request bodies
-and tokens never reach the logs."""
+and tokens never reach the logs. Links in answers start with MODELDROP_API_BASE_URL, never
+with the request's Host header."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from flask import Request, Response
 from modeldrop import logs
 from modeldrop.api import openai, proxy, status
 from modeldrop.api.auth import check_bearer
-from modeldrop.api.errors import ApiError
+from modeldrop.api.errors import ApiError, no_deployment, no_model
+from modeldrop.api.keys import valid_id, valid_name
 from modeldrop.api.routes import ROUTES, Route, match
+from modeldrop.domain.findings import excerpt
 from modeldrop.service.context import Context
 
 log = logs.get("api")
@@ -41,7 +44,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _handlers(ctx: Context, request: Request) -> dict[str, Callable[..., Any]]:
-    base = request.host_url
+    base = ctx.settings.api_base_url
     limit = ctx.settings.max_body_bytes
 
     def body() -> dict[str, Any]:
@@ -50,7 +53,9 @@ def _handlers(ctx: Context, request: Request) -> dict[str, Callable[..., Any]]:
     return {
         "health": lambda: {"status": "ok"},
         "openapi": openapi_document,
-        "list_deployments": lambda: status.list_deployments(ctx, request.args.to_dict(), base),
+        "list_deployments": lambda: status.list_deployments(
+            ctx, request.args.to_dict(flat=False), base
+        ),
         "deployment_status": lambda deployment_id: status.deployment_status(
             ctx, deployment_id, base
         ),
@@ -70,6 +75,16 @@ def _handlers(ctx: Context, request: Request) -> dict[str, Callable[..., Any]]:
     }
 
 
+def known_keys(params: dict[str, str]) -> dict[str, str]:
+    """The path parameters; 404 for an id or name that no record can have (no store call)."""
+    deployment_id, name = params.get("deployment_id"), params.get("name")
+    if deployment_id is not None and not valid_id(deployment_id):
+        raise no_deployment(deployment_id)
+    if name is not None and not valid_name(name):
+        raise no_model(name)
+    return params
+
+
 def _error(error: ApiError, route: Route | None) -> Response:
     body = openai.error_body(error) if route and route.openai else error.body()
     return json_response(body, error.status)
@@ -82,13 +97,14 @@ def handle(request: Request, ctx: Context | None = None) -> Response:
     try:
         if route is None:
             if known:
-                raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here.",
+                raise ApiError(405, "METHOD_NOT_ALLOWED",
+                               f"Method {excerpt(request.method)} is not allowed here.",
                                "See GET /openapi.json for the routes.")  # fmt: skip
-            raise ApiError(404, "NO_SUCH_ROUTE", f"No route {request.path}.",
+            raise ApiError(404, "NO_SUCH_ROUTE", f"No route {excerpt(request.path)}.",
                            "See GET /openapi.json for the routes.")  # fmt: skip
         ctx = ctx or _context()
         check_bearer(request.headers.get("Authorization"), ctx.settings.api_tokens, request.path)
-        result = _handlers(ctx, request)[route.name](**params)
+        result = _handlers(ctx, request)[route.name](**known_keys(params))
         if isinstance(result, Response):
             response = result
         elif isinstance(result, tuple):

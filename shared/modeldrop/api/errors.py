@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldrop.domain.findings import excerpt
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, hint: str = "", **extra: Any):
@@ -26,5 +28,11 @@ class ApiError(Exception):
         }
 
 
-def not_found(what: str, hint: str = "List them with GET /v1/deployments.") -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"{what} does not exist.", hint)
+def no_deployment(deployment_id: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"Deployment {excerpt(deployment_id)} does not exist.",
+                    "List them with GET /v1/deployments.")  # fmt: skip
+
+
+def no_model(name: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"Model {excerpt(name)} does not exist.",
+                    "Upload it to the bucket under the models/ folder.")  # fmt: skip

@@ -12,7 +12,9 @@ from flask import Response
 
 from modeldrop.api import proxy
 from modeldrop.api.errors import ApiError
+from modeldrop.api.keys import valid_name
 from modeldrop.domain.deployment import Deployment, State
+from modeldrop.domain.findings import excerpt
 from modeldrop.service.context import Context
 
 ERROR_TYPES = {
@@ -50,10 +52,14 @@ def list_models(ctx: Context) -> dict[str, Any]:
 
 
 def resolve(ctx: Context, model: Any) -> Deployment:
-    """The DEPLOYED record a request's `model` names (deployment id, else model name)."""
+    """The DEPLOYED record a request's `model` names (deployment id, else model name); a string
+    that can be neither is unknown without asking the store."""
     if not isinstance(model, str) or not model:
         raise ApiError(400, "MODEL_REQUIRED", 'The body needs "model": a model name or a '
-                       "deployment id.", "List the names with GET /v1/models.")  # fmt: skip
+                       f"deployment id (a string), not {excerpt(model)}.",
+                       "List the names with GET /v1/models.")  # fmt: skip
+    if not valid_name(model):
+        raise unknown_model(model)
     cache = proxy.deployed_cache(ctx)
     if cached := cache.get(f"model:{model}"):
         return cached
@@ -65,9 +71,13 @@ def resolve(ctx: Context, model: Any) -> Deployment:
         return cache.put(f"model:{model}", page[0])
     newest = ctx.store.latest_for_model(model)
     if newest is None:
-        raise ApiError(404, "MODEL_NOT_FOUND", f"The model {model!r} does not exist.",
-                       "List the names with GET /v1/models.")  # fmt: skip
+        raise unknown_model(model)
     return proxy.require_deployed(newest)
+
+
+def unknown_model(model: str) -> ApiError:
+    return ApiError(404, "MODEL_NOT_FOUND", f"The model {excerpt(model)} does not exist.",
+                    "List the names with GET /v1/models.")  # fmt: skip
 
 
 def chat_completions(ctx: Context, body: dict[str, Any]) -> Response | dict[str, Any]:

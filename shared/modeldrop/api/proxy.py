@@ -7,6 +7,7 @@ of a DEPLOYED record. Streams are passed on chunk by chunk as they arrive.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +16,9 @@ from flask import Request, Response
 from modeldrop import logs
 from modeldrop.adapters.endpoint_client import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from modeldrop.api.cache import DeployedCache
-from modeldrop.api.errors import ApiError, not_found
+from modeldrop.api.errors import ApiError, no_deployment
 from modeldrop.domain.deployment import Deployment, State
+from modeldrop.domain.findings import excerpt
 from modeldrop.errors import ModeldropError
 from modeldrop.service.context import Context
 from modeldrop.sse import ending_with_done
@@ -26,26 +28,79 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # Upstream answers passed on as they are: the request was at fault (or came too fast). Others
 # (401/403: our credentials; 404: the endpoint is gone; 5xx) are the service's: 502.
 CLIENT_ERRORS = frozenset({400, 413, 422, 429})
+# What a request body may hold: it must also serialise again, as strict JSON, for the endpoint.
+MAX_DEPTH = 64  # arrays and objects inside one another
+MAX_DIGITS = 100  # in one integer
 
 
 def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object: 413 over `limit` bytes, 400 when not an object."""
+    """The request body as a JSON object: 413 over `limit` bytes; 400 when it is not JSON, not
+    an object, nests deeper than MAX_DEPTH or holds a number the endpoint could not take."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     data = request.stream.read(limit + 1)
     if len(data) > limit:
         raise too_large(limit)
     try:
-        body = json.loads(data or b"null")
-    except (ValueError, RecursionError):
+        body = json.loads(
+            data or b"null", parse_int=_integer, parse_float=_finite, parse_constant=_constant
+        )
+    except RecursionError:
+        raise too_deep() from None
+    except ValueError as exc:  # bad syntax, or bytes that are not UTF-8
         raise ApiError(
-            400, "MALFORMED_JSON", "The request body is not valid JSON.",
+            400, "MALFORMED_JSON", f"The request body is not valid JSON: {exc}.",
             "Send a JSON object with Content-Type: application/json.",
         ) from None  # fmt: skip
     if not isinstance(body, dict):
         raise ApiError(400, "MALFORMED_JSON", "The request body must be a JSON object.",
                        "See GET /openapi.json for the body of this route.")  # fmt: skip
+    if _deeper_than(body, MAX_DEPTH):
+        raise too_deep()
     return body
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise bad_number(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise bad_number(f"{excerpt(text)}, beyond the range of a double")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise bad_number(f"{name}, which is not JSON")
+
+
+def _deeper_than(body: dict[str, Any], limit: int) -> bool:
+    """Whether `body` nests more than `limit` levels of arrays and objects (no recursion)."""
+    level: list[Any] = [body]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def too_deep() -> ApiError:
+    return ApiError(400, "BODY_TOO_DEEP",
+                    f"The request body nests arrays and objects more than {MAX_DEPTH} deep.",
+                    "Send a flatter body: a chat request needs a handful of levels.")  # fmt: skip
+
+
+def bad_number(found: str) -> ApiError:
+    return ApiError(400, "BAD_NUMBER", f"The request body holds {found}.",
+                    f"Send finite numbers, integers of at most {MAX_DIGITS} digits.")  # fmt: skip
 
 
 def too_large(limit: int) -> ApiError:
@@ -64,7 +119,7 @@ def deployed(ctx: Context, deployment_id: str) -> Deployment:
         return cached
     record = ctx.store.get(deployment_id)
     if record is None:
-        raise not_found(f"Deployment {deployment_id!r}")
+        raise no_deployment(deployment_id)
     return cache.put(deployment_id, require_deployed(record))
 
 

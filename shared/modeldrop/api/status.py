@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from modeldrop import logs
-from modeldrop.api.errors import ApiError, not_found
+from modeldrop.api.errors import ApiError, no_deployment, no_model
+from modeldrop.api.keys import MAX_BYTES, valid_name
 from modeldrop.api.proxy import deployed_cache
 from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import Deployment, State
+from modeldrop.domain.findings import excerpt
 from modeldrop.errors import UsageError
 from modeldrop.service.context import Context
 from modeldrop.service.lifecycle import poll_deploy, start_delete
@@ -26,36 +29,57 @@ log = logs.get("api.status")
 def get_deployment(ctx: Context, deployment_id: str) -> Deployment:
     record = ctx.store.get(deployment_id)
     if record is None:
-        raise not_found(f"Deployment {deployment_id!r}")
+        raise no_deployment(deployment_id)
     return record
 
 
-def list_deployments(ctx: Context, query: dict[str, str], base_url: str) -> dict[str, Any]:
-    states = tuple(s.strip().upper() for s in query.get("state", "").split(",") if s.strip())
+def single_values(query: Mapping[str, list[str]]) -> dict[str, str]:
+    """The value of each query parameter; 400 for one given more than once (no value of
+    several is clearly the one meant)."""
+    for key, values in query.items():
+        if len(values) > 1:
+            raise ApiError(
+                400, "BAD_QUERY", f"The query gives {excerpt(key)} {len(values)} times.",
+                "Give each parameter once; several states go in one: ?state=DEPLOYED,FAILED.",
+            )  # fmt: skip
+    return {key: values[0] for key, values in query.items()}
+
+
+def list_deployments(ctx: Context, query: Mapping[str, list[str]], base_url: str) -> dict[str, Any]:
+    args = single_values(query)
+    states = tuple(s.strip().upper() for s in args.get("state", "").split(",") if s.strip())
     unknown = [s for s in states if s not in State.__members__]
     if unknown:
         raise ApiError(
-            400, "BAD_FILTER", f"Unknown state {unknown[0]!r}.",
+            400, "BAD_FILTER", f"Unknown state {excerpt(unknown[0])}.",
             f"Use one or more of {', '.join(State)} (comma separated).",
         )  # fmt: skip
+    model = args.get("model") or None
+    if model is not None and not valid_name(model):
+        raise ApiError(
+            400, "BAD_FILTER", f"model {excerpt(model)} cannot be a model name.",
+            f"A model name is a folder's name: at most {MAX_BYTES} bytes.",
+        )  # fmt: skip
+    text = args.get("limit", "50")
     try:
-        limit = int(query.get("limit", "50"))
-    except ValueError:
+        limit = int(text)
+    except ValueError:  # not an integer, or more digits than Python converts
         limit = 0
     if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "BAD_LIMIT", f"limit must be 1..{MAX_PAGE}.", "For example ?limit=50.")
+        raise ApiError(400, "BAD_LIMIT", f"limit must be an integer in 1..{MAX_PAGE}, not "
+                       f"{excerpt(text)}.", "For example ?limit=50.")  # fmt: skip
     try:
         page, token = ctx.store.list(
             states=tuple(State(s) for s in states),
-            model=query.get("model") or None,
+            model=model,
             limit=limit,
-            page_token=query.get("page_token") or None,
+            page_token=args.get("page_token") or None,
         )
     except UsageError as exc:
         raise ApiError(
             400,
             "BAD_PAGE_TOKEN",
-            "page_token is not one this API handed out.",
+            f"page_token {excerpt(args['page_token'])} is not one this api handed out.",
             "Pass the next_page_token of the previous page unchanged.",
         ) from exc
     return {
@@ -88,7 +112,7 @@ def deployment_status(ctx: Context, deployment_id: str, base_url: str) -> dict[s
 def model_status(ctx: Context, name: str, base_url: str) -> dict[str, Any]:
     record = ctx.store.latest_for_model(name)
     if record is None:
-        raise not_found(f"Model {name!r}", "Upload it to the bucket under the models/ folder.")
+        raise no_model(name)
     return status_body(refreshed(ctx, record), base_url)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from modeldrop.domain.deployment import Deployment, snapshot
 
@@ -10,16 +11,18 @@ HIDDEN = ("etag", "lease_expires_at", "event_sequence", "published_sequence")
 
 
 def status_body(deployment: Deployment, base_url: str) -> dict[str, Any]:
-    """The status document of one deployment (the status URL's body)."""
+    """The status document of one deployment (the status URL's body). Links start with
+    `base_url` (configured, never taken from a request; no trailing '/'), or are paths when it
+    is empty; ids and names in them are percent-encoded."""
     body = {k: v for k, v in snapshot(deployment).items() if k not in HIDDEN}
     validation = deployment.validation or {}
     body["matched_base"] = validation.get("matched_base")
     body["findings"] = validation.get("findings", [])
-    root = base_url.rstrip("/")
+    one = f"{base_url}/v1/deployments/{quote(deployment.id, safe='')}"
     body["links"] = {
-        "self": f"{root}/v1/deployments/{deployment.id}",
-        "model": f"{root}/v1/models/{deployment.model}",
-        "chat": f"{root}/v1/deployments/{deployment.id}/chat/completions",
-        "predict": f"{root}/v1/deployments/{deployment.id}:predict",
+        "self": one,
+        "model": f"{base_url}/v1/models/{quote(deployment.model, safe='')}",
+        "chat": f"{one}/chat/completions",
+        "predict": f"{one}:predict",
     }
     return body

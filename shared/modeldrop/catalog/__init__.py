@@ -39,3 +39,8 @@ def file_rules() -> dict[str, Any]:
 
 def overrides_schema() -> dict[str, Any]:
     return load("overrides.schema.json")
+
+
+def pickle_globals() -> dict[str, list[str]]:
+    """The globals (module -> names) a pickle weights file may import (pickle_scan's allowlist)."""
+    return load("pickle_globals.json")["globals"]

@@ -29,7 +29,7 @@ class State(StrEnum):
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.DETECTED: frozenset({State.VALIDATING, State.SUPERSEDED}),
-    State.VALIDATING: frozenset({State.VALIDATED, State.REJECTED, State.SUPERSEDED}),
+    State.VALIDATING: frozenset({State.VALIDATED, State.REJECTED, State.FAILED, State.SUPERSEDED}),
     State.VALIDATED: frozenset({State.DEPLOYING, State.SUPERSEDED}),
     State.DEPLOYING: frozenset({State.DEPLOYED, State.FAILED}),
     State.DEPLOYED: frozenset({State.UNDEPLOYING}),
@@ -62,6 +62,8 @@ class Deployment:
 
     `event_sequence` counts transitions (each one is one notification); `published_sequence` is
     the last one confirmed as published, so a lost notification is sent again by reconcile.
+    `attempts` counts the claims of the current state's work (validating, starting the deploy);
+    a transition resets it. While a retryable failure is being retried, `error` is its last one.
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -85,6 +87,7 @@ class Deployment:
     deployed_model_id: str | None = None
     error: dict[str, str] | None = None
     lease_expires_at: datetime | None = None
+    attempts: int = 0
     event_sequence: int = 0
     published_sequence: int = 0
     etag: str | None = None
@@ -93,6 +96,10 @@ class Deployment:
     def event_pending(self) -> bool:
         """A transition whose notification has not been confirmed as published yet."""
         return self.published_sequence < self.event_sequence
+
+    def lease_expired(self, now: datetime) -> bool:
+        """Whether no worker holds a claim on the record (any more)."""
+        return self.lease_expires_at is None or self.lease_expires_at <= now
 
     @property
     def gcs_uri(self) -> str:
@@ -130,6 +137,7 @@ class Deployment:
             "deployed_model_id": self.deployed_model_id,
             "error": self.error,
             "lease_expires_at": self.lease_expires_at,
+            "attempts": self.attempts,
             "event_sequence": self.event_sequence,
             "published_sequence": self.published_sequence,
         }
@@ -190,7 +198,8 @@ def new_deployment(
 def advance(
     deployment: Deployment, to: State, at: datetime, note: str = "", **changes: Any
 ) -> Deployment:
-    """The record after moving to state `to`; raises InvalidTransition when not allowed."""
+    """The record after moving to state `to` (its attempts start again at 0 unless `changes`
+    say otherwise); raises InvalidTransition when not allowed."""
     if to not in TRANSITIONS[deployment.state]:
         allowed = ", ".join(sorted(TRANSITIONS[deployment.state])) or "none (terminal)"
         raise InvalidTransition(
@@ -204,7 +213,7 @@ def advance(
         updated_at=at,
         history=history,
         event_sequence=deployment.event_sequence + 1,
-        **changes,
+        **{"attempts": 0, **changes},
     )
 
 

@@ -3,21 +3,26 @@
 On Google Cloud, Eventarc delivers `google.cloud.storage.object.v1.finalized` CloudEvents to
 the validate function. Locally, fake-gcs-server publishes GCS notifications to Pub/Sub; this
 bridge receives them by push, turns each into the CloudEvent Eventarc would send, and POSTs it
-to the validate function. It answers Pub/Sub with the function's outcome, so a failed
-validation is redelivered just as Eventarc retries it.
+to the validate function (in structured mode: an object name need not fit in an HTTP header).
+It answers Pub/Sub with the function's outcome, so a validation that failed with a 5xx is
+redelivered just as Eventarc retries it; a push that is no GCS notification, or that the
+function refuses (4xx), is acknowledged.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
-from cloudevents.conversion import to_binary
+from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
+
+from modeldrop import logs
+from modeldrop.adapters.pubsub_events import message_parts
+from modeldrop.domain.findings import excerpt
 
 # GCS notification eventType -> the CloudEvent type Eventarc uses for it.
 EVENT_TYPES = {
@@ -26,39 +31,51 @@ EVENT_TYPES = {
     "OBJECT_ARCHIVE": "google.cloud.storage.object.v1.archived",
     "OBJECT_METADATA_UPDATE": "google.cloud.storage.object.v1.metadataUpdated",
 }
+log = logs.get("bridge")
 
 
-def storage_event(envelope: dict[str, Any]) -> CloudEvent | None:
-    """The storage CloudEvent for a Pub/Sub push envelope of a GCS notification (or None)."""
-    message = envelope.get("message") or {}
-    attributes = message.get("attributes") or {}
-    event_type = EVENT_TYPES.get(attributes.get("eventType", ""))
-    if event_type is None:
+def storage_event(envelope: Any) -> CloudEvent | None:
+    """The storage CloudEvent for a Pub/Sub push envelope of a GCS notification; None for
+    anything else."""
+    message = envelope.get("message") if isinstance(envelope, dict) else None
+    if not isinstance(message, dict):
         return None
-    data = json.loads(base64.b64decode(message.get("data") or "e30="))
+    try:
+        attributes, raw = message_parts(message)
+        data = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return None
+    event_type = EVENT_TYPES.get(attributes.get("eventType", ""))
+    if event_type is None or not isinstance(data, dict):
+        return None
     bucket = data.get("bucket") or attributes.get("bucketId")
     name = data.get("name") or attributes.get("objectId")
+    if not (isinstance(bucket, str) and isinstance(name, str)):
+        return None
+    ids = (message.get("messageId"), message.get("message_id"), f"{bucket}/{name}")
+    time = data.get("updated") or data.get("timeCreated")
     return CloudEvent(
         {
             "type": event_type,
             "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
             "subject": f"objects/{name}",
-            "id": message.get("messageId") or message.get("message_id") or f"{bucket}/{name}",
-            "time": data.get("updated") or data.get("timeCreated"),
+            "id": next(i for i in ids if isinstance(i, str) and i),
+            **({"time": time} if isinstance(time, str) else {}),
             "datacontenttype": "application/json",
         },
         {**data, "bucket": bucket, "name": name},
     )
 
 
-def forward(envelope: dict[str, Any], target: str, session: requests.Session) -> int:
+def forward(envelope: Any, target: str, session: requests.Session) -> int:
     """POST the converted event to `target`; the HTTP status to answer Pub/Sub with."""
     event = storage_event(envelope)
     if event is None:
-        return 204  # not an event validate handles: acknowledge it
-    headers, body = to_binary(event)
+        log.warning("not a GCS notification; acknowledged: %s", excerpt(envelope))
+        return 204
+    headers, body = to_structured(event)  # binary mode puts the object name in a header
     response = session.post(target, data=body, headers=headers, timeout=600)
-    return 204 if response.ok else 502
+    return 502 if response.status_code >= 500 else 204
 
 
 class Bridge:
@@ -70,11 +87,14 @@ class Bridge:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
                 try:
+                    length = int(self.headers.get("Content-Length") or 0)
                     envelope = json.loads(self.rfile.read(length) or b"{}")
+                except (ValueError, RecursionError):
+                    envelope = None  # not a push envelope: acknowledged by `forward`
+                try:
                     status = forward(envelope, target, session)
-                except (ValueError, requests.RequestException):
+                except requests.RequestException:
                     status = 502
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 
@@ -77,11 +78,11 @@ def run(
             status_url = f"{info['api_url']}/v1/models/{MODEL}"
             status = requests.get(status_url, timeout=30).json()
             print(f"   {status['state']} {time.monotonic() - uploaded:.1f} s after the upload")
-            print(f"5. status URL: {status['links']['self']}")
+            print(f"5. status URL: {urljoin(status_url, status['links']['self'])}")
             print(json.dumps(status, indent=2))
             if status["state"] != "DEPLOYED":
                 return 1
-            answered = chat(status)
+            answered = chat(urljoin(status_url, status["links"]["chat"]))
             time.sleep(1)
             received = [summary(m) for m in subscriber.messages]
             print(f"7. notifications received by the subscriber ({len(received)}):")
@@ -91,9 +92,8 @@ def run(
             subscriber.close()
 
 
-def chat(status: dict[str, Any]) -> bool:
+def chat(url: str) -> bool:
     """One streamed chat completion through the api, printed as the chunks arrive."""
-    url = status["links"]["chat"]
     body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
             "temperature": 0, "stream": True}  # fmt: skip
     print(f"6. streamed chat completion through the api: POST {url}")

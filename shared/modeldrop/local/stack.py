@@ -170,12 +170,14 @@ class LocalStack:
             "--signature-type", signature, "--host", LOOPBACK, "--port", str(port),
         ]  # fmt: skip
         ready = "/healthz" if signature == "http" else "/"
+        url = f"http://{LOOPBACK}:{port}"
+        own = {"MODELDROP_API_BASE_URL": url} if name == "api" else {}  # links in status bodies
         process = Emulator(
             f"function-{name}", cmd, port, {}, ready_path=ready,
-            process_env={**self.env, "THREADS": "16"}, ready_statuses=(200, 404, 405),
+            process_env={**self.env, **own, "THREADS": "16"}, ready_statuses=(200, 404, 405),
         )  # fmt: skip
         self.processes[name] = process.start()
-        self.urls[name] = f"http://{LOOPBACK}:{port}"
+        self.urls[name] = url
 
     def _provision(self) -> None:
         """Bucket, topics and subscriptions (push to the functions and to the bridge)."""

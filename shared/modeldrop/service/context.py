@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldrop.domain.findings import excerpt
 from modeldrop.service.ports import (
     Deployer,
     DeploymentStore,
@@ -21,6 +23,14 @@ from modeldrop.validation.folder import Folder
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: its type, where it was raised and a short excerpt of its
+    message (which may quote the input it failed on)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{where}: {excerpt(str(exc))}"
 
 
 @dataclass

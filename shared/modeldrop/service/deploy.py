@@ -7,19 +7,16 @@ endpoint instead of creating a second one.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from modeldrop import logs
-from modeldrop.domain.deployment import Deployment, State, advance, update
+from modeldrop.domain.deployment import Deployment, State, update
+from modeldrop.domain.findings import excerpt
 from modeldrop.service.context import Context
 from modeldrop.service.ports import DeployError
-from modeldrop.service.records import commit
+from modeldrop.service.records import claim, commit, fail, retry_later
 
 log = logs.get("deploy")
-
-
-def _lease_expired(record: Deployment, now: datetime) -> bool:
-    return record.lease_expires_at is None or record.lease_expires_at <= now
 
 
 def unstarted(record: Deployment, now: datetime) -> bool:
@@ -28,28 +25,30 @@ def unstarted(record: Deployment, now: datetime) -> bool:
         record.state is State.DEPLOYING
         and not record.operation
         and not record.endpoint
-        and _lease_expired(record, now)
+        and record.lease_expired(now)
     )
 
 
 def on_validated(ctx: Context, deployment_id: str) -> Deployment | None:
-    """Handle one queue message. Raises only for retryable Vertex errors (to be redelivered)."""
+    """Handle one queue message. Raises only for a retryable Vertex error that has not used up
+    the record's attempts, so the message is delivered again."""
     record = ctx.store.get(deployment_id)
     if record is None:
-        log.warning("no such deployment; message dropped", extra={"deployment_id": deployment_id})
+        log.warning("no deployment %s; message dropped", excerpt(deployment_id))
         return None
-    now = ctx.clock()
-    lease = now + timedelta(seconds=ctx.settings.lease_seconds)
-    if record.state is State.VALIDATED:
-        claim = advance(record, State.DEPLOYING, now, lease_expires_at=lease)
-    elif unstarted(record, now):
-        claim = update(record, now, lease_expires_at=lease)
-    else:
-        log.info("duplicate or late message: deployment is %s", record.state,
-                 extra={"deployment_id": record.id})  # fmt: skip
-        return record
-    claimed = commit(ctx, claim)
-    return start_deploy(ctx, claimed) if claimed else record
+    if record.state is State.VALIDATED or unstarted(record, ctx.clock()):
+        return claim_and_deploy(ctx, record)
+    log.info("duplicate or late message: deployment is %s", record.state,
+             extra={"deployment_id": record.id})  # fmt: skip
+    return record
+
+
+def claim_and_deploy(ctx: Context, record: Deployment) -> Deployment:
+    """Claim a VALIDATED record, or take over an unstarted DEPLOYING one, and deploy it."""
+    claimed = claim(ctx, record, State.DEPLOYING)
+    if claimed is None or claimed.state is not State.DEPLOYING:
+        return claimed or record
+    return start_deploy(ctx, claimed)
 
 
 def start_deploy(ctx: Context, record: Deployment) -> Deployment:
@@ -58,13 +57,11 @@ def start_deploy(ctx: Context, record: Deployment) -> Deployment:
         started = ctx.deployer.deploy(record)
     except DeployError as exc:
         if exc.retryable:
-            commit(ctx, update(record, ctx.clock(), lease_expires_at=ctx.clock()))
-            log.warning("deploy failed, will retry: %s", exc, extra={"deployment_id": record.id})
-            raise
-        failed = advance(record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(),
-                         lease_expires_at=None)  # fmt: skip
-        return commit(ctx, failed) or record
+            return retry_later(ctx, record, exc)
+        return fail(ctx, record, exc) or record
     log.info("deploy started: %s", started.operation or started.endpoint,
              extra={"deployment_id": record.id})  # fmt: skip
-    recorded = update(record, ctx.clock(), operation=started.operation, endpoint=started.endpoint)
+    recorded = update(
+        record, ctx.clock(), operation=started.operation, endpoint=started.endpoint, error=None
+    )
     return commit(ctx, recorded) or record

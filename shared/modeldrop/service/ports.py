@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,7 +26,8 @@ class DeploymentStore(Protocol):
         """Write `deployment` only if the stored record still has `deployment.etag`.
 
         Returns the written record with its new etag, or None when someone else changed (or
-        deleted) it first.
+        deleted) it first. Raises RecordTooLarge (and writes nothing) when the record is more
+        than the store can hold.
         """
         ...
 
@@ -43,9 +45,15 @@ class DeploymentStore(Protocol):
         """The newest revision of a model name."""
         ...
 
-    def pending_notifications(self, limit: int = 100) -> list[Deployment]:
+    def pending_notifications(self, limit: int = 100) -> builtins.list[Deployment]:
         """Records whose last transition has not been confirmed as published."""
         ...
+
+
+class RecordTooLarge(ModeldropError):
+    """The store cannot hold the record as it is (a Firestore document is at most 1 MiB)."""
+
+    code = "RECORD_TOO_LARGE"
 
 
 class EventPublisher(Protocol):

@@ -3,7 +3,9 @@
 - DEPLOYING: poll the operation (or, after a crash-retry, the endpoint) -> DEPLOYED / FAILED;
   take over claims whose lease expired before an operation was recorded.
 - UNDEPLOYING: step the undeploy until the endpoint is gone -> UNDEPLOYED.
-- DETECTED / VALIDATING with an expired lease: validate again (the worker died).
+- DETECTED / VALIDATING with an expired lease: validate again (the worker died, or gave the
+  claim back after a storage error); each claim counts, and the record ends FAILED after the
+  last attempt.
 - VALIDATED with an expired lease: queue again (the message was lost).
 - Any record whose last notification was not confirmed (for a while): publish it again.
 """
@@ -16,8 +18,9 @@ from datetime import timedelta
 
 from modeldrop import logs
 from modeldrop.domain.deployment import Deployment, State, update
+from modeldrop.domain.findings import excerpt
 from modeldrop.service.context import Context
-from modeldrop.service.deploy import start_deploy, unstarted
+from modeldrop.service.deploy import claim_and_deploy, unstarted
 from modeldrop.service.lifecycle import poll_deploy, step_undeploy
 from modeldrop.service.records import commit, publish_pending
 from modeldrop.service.upload import drive_validation, hand_over
@@ -59,8 +62,9 @@ def reconcile(ctx: Context) -> ReconcileReport:
             try:
                 result = step(ctx, record)
             except Exception as exc:  # one bad record must not block the rest
-                log.exception("reconcile step failed", extra={"deployment_id": record.id})
-                report.errors[record.id] = f"{type(exc).__name__}: {exc}"
+                report.errors[record.id] = f"{type(exc).__name__}: {excerpt(str(exc))}"
+                log.error("reconcile step failed: %s", report.errors[record.id],
+                          extra={"deployment_id": record.id})  # fmt: skip
                 continue
             if result is not None and result.state is not record.state:
                 report.moved[record.id] = str(result.state)
@@ -71,24 +75,18 @@ def reconcile(ctx: Context) -> ReconcileReport:
 
 
 def _deploying(ctx: Context, record: Deployment) -> Deployment | None:
-    now = ctx.clock()
-    if unstarted(record, now):
-        lease = now + timedelta(seconds=ctx.settings.lease_seconds)
-        claimed = commit(ctx, update(record, now, lease_expires_at=lease))
-        return start_deploy(ctx, claimed) if claimed else None
+    if unstarted(record, ctx.clock()):
+        return claim_and_deploy(ctx, record)
     return poll_deploy(ctx, record)
 
 
 def _stale_validation(ctx: Context, record: Deployment) -> Deployment | None:
-    now = ctx.clock()
-    if record.lease_expires_at and record.lease_expires_at > now:
-        return None
-    return drive_validation(ctx, record, takeover=True)
+    return drive_validation(ctx, record) if record.lease_expired(ctx.clock()) else None
 
 
 def _unclaimed(ctx: Context, record: Deployment) -> Deployment | None:
     now = ctx.clock()
-    if record.lease_expires_at and record.lease_expires_at > now:
+    if not record.lease_expired(now):
         return None
     lease = now + timedelta(seconds=ctx.settings.lease_seconds)
     bumped = commit(ctx, update(record, now, lease_expires_at=lease))

@@ -3,7 +3,8 @@
 Events arrive at least once and in any order. Every finalize event lists its folder; the
 deployment id derives from the folder's fingerprint, so duplicates collapse onto one record,
 and claiming the record (DETECTED -> VALIDATING with a precondition) lets exactly one worker
-validate it.
+validate it. Whatever the folder holds, the record ends with a verdict: validation that fails
+unexpectedly is a rejection, and storage errors are retried a bounded number of times.
 """
 
 from __future__ import annotations
@@ -11,41 +12,70 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modeldrop import catalog, logs
-from modeldrop.domain.completion import Completion, decide, fingerprint, folder_of, revision
+from modeldrop.domain.completion import (
+    Completion,
+    decide,
+    fingerprint,
+    folder_of,
+    name_problem,
+    revision,
+)
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
-from modeldrop.domain.findings import MachineSpec, Severity
+from modeldrop.domain.findings import MachineSpec, Verdict, error, excerpt, internal_error
 from modeldrop.errors import AccessError
-from modeldrop.service.context import Context
-from modeldrop.service.records import commit, create
+from modeldrop.service.context import Context, describe
+from modeldrop.service.records import claim, commit, create, retry_later
 from modeldrop.validation.architecture import BasePolicy
 from modeldrop.validation.folder import FileInfo, Folder
+from modeldrop.validation.index_file import IndexFileError, parse_index
 from modeldrop.validation.validator import validate_folder
 
 log = logs.get("upload")
-INDEX_LIMIT = 64 * 2**20
 PRE_DEPLOY = (State.DETECTED, State.VALIDATING, State.VALIDATED)
+MAX_INDEX_READS = 8  # index files read per listing; a folder normally has one
+# gcloud and Vertex AI read these in gs:// URIs as wildcards (*?[]) or an object generation (#)
+UNSUPPORTED_NAME_CHARACTERS = "*?[]#"
 
 
-def _snapshot(folder: Folder) -> tuple[list[FileInfo], dict[str, bytes]]:
+def _snapshot(folder: Folder) -> tuple[list[FileInfo], dict[str, frozenset[str]]]:
+    """The listing, and the shards each root-level index names. At most MAX_INDEX_READS index
+    files, of at most one index's size limit together, are read; an index not read, or not a
+    weight map, names no shard (validation says what is wrong with it)."""
     files = folder.list_files()
-    indexes = {
-        f.name: folder.read_range(f.name, 0, f.size)
-        for f in files
-        if "/" not in f.name and f.name.endswith(".index.json") and f.size <= INDEX_LIMIT
-    }
+    rules = catalog.file_rules()
+    budget, reads = rules["limits"]["index_bytes"], 0
+    indexes: dict[str, frozenset[str]] = {}
+    for f in files:
+        if "/" in f.name or not f.name.endswith(rules["index_suffix"]):
+            continue
+        indexes[f.name] = frozenset()
+        if reads < MAX_INDEX_READS and f.size <= budget:
+            budget, reads = budget - f.size, reads + 1
+            indexes[f.name] = _shards(folder.read_range(f.name, 0, f.size))
     return files, indexes
 
 
+def _shards(index: bytes) -> frozenset[str]:
+    try:
+        return frozenset(parse_index(index).values())
+    except IndexFileError:
+        return frozenset()
+
+
 def on_object_finalized(ctx: Context, bucket: str, name: str) -> Deployment | None:
-    """Handle one finalize event; returns the deployment it drove, if any."""
+    """Handle one finalize event; returns the deployment it drove, if any. An event that cannot
+    concern a model folder (another bucket, outside the root, a name no upload has) is logged
+    and ignored."""
     settings = ctx.settings
-    folder_prefix = folder_of(name, settings.root_prefix)
+    problem = f"the bucket is not {settings.bucket}" if bucket != settings.bucket else None
+    problem = problem or name_problem(name)
+    folder_prefix = None if problem else folder_of(name, settings.root_prefix)
     if folder_prefix is None:
-        log.info("ignored %s: not inside a model folder under %s", name, settings.root_prefix)
+        problem = problem or f"not inside a model folder under {settings.root_prefix}"
+        log.info("ignored %s in bucket %s: %s", excerpt(name), excerpt(bucket), problem)
         return None
     uri = f"gs://{bucket}/{folder_prefix}"
-    folder = ctx.open_folder(uri)
-    files, indexes = _snapshot(folder)
+    files, indexes = _snapshot(ctx.open_folder(uri))
     rules = catalog.file_rules()
     decision = decide(files, indexes, settings.completion_mode, settings.marker_name, rules)
     if decision.completion is Completion.WAIT:
@@ -53,8 +83,7 @@ def on_object_finalized(ctx: Context, bucket: str, name: str) -> Deployment | No
         return None
     now = ctx.clock()
     record = new_deployment(bucket, folder_prefix, fingerprint(files), revision(files), now)
-    record = update(record, now, lease_expires_at=now + _lease(ctx) + _settle(ctx))
-    stored = create(ctx, record)
+    stored = create(ctx, update(record, now, lease_expires_at=now + _lease(ctx)))
     return drive_validation(ctx, stored) if stored else None
 
 
@@ -62,29 +91,16 @@ def _lease(ctx: Context) -> timedelta:
     return timedelta(seconds=ctx.settings.lease_seconds)
 
 
-def _settle(ctx: Context) -> timedelta:
-    return timedelta(seconds=ctx.settings.settle_seconds)
-
-
-def drive_validation(ctx: Context, record: Deployment, takeover: bool = False) -> Deployment:
-    """Take a DETECTED record (or, with `takeover`, a stale VALIDATING one) to a verdict."""
-    if record.state is State.DETECTED:
-        if ctx.settings.settle_seconds > 0 and not takeover:
-            ctx.sleep(ctx.settings.settle_seconds)
-        files, _ = _snapshot(ctx.open_folder(record.gcs_uri))
-        if fingerprint(files) != record.fingerprint:
-            note = "the folder changed again before it settled"
-            return commit(ctx, advance(record, State.SUPERSEDED, ctx.clock(), note)) or record
-        now = ctx.clock()
-        claim = advance(record, State.VALIDATING, now, lease_expires_at=now + _lease(ctx))
-    elif takeover and record.state is State.VALIDATING:
-        now = ctx.clock()
-        claim = update(record, now, lease_expires_at=now + _lease(ctx))
-    else:
+def drive_validation(ctx: Context, record: Deployment) -> Deployment:
+    """Take a DETECTED record, or a VALIDATING one whose claim expired (its worker died, or
+    gave it back to be retried), to a verdict."""
+    if record.state is not State.DETECTED and not (
+        record.state is State.VALIDATING and record.lease_expired(ctx.clock())
+    ):
         return record
-    claimed = commit(ctx, claim)
-    if claimed is None:
-        return record
+    claimed = claim(ctx, record, State.VALIDATING)
+    if claimed is None or claimed.state is not State.VALIDATING:
+        return claimed or record
     supersede_older(ctx, claimed)
     return validate(ctx, claimed)
 
@@ -100,36 +116,76 @@ def supersede_older(ctx: Context, record: Deployment) -> None:
 
 
 def validate(ctx: Context, record: Deployment) -> Deployment:
-    """Run validation on a claimed VALIDATING record and record the verdict."""
-    default = ctx.settings.default_machine_spec
+    """Validate a claimed VALIDATING record and record the verdict. Storage errors are retried
+    (`retry_later`); a folder that changed while settling is SUPERSEDED."""
     try:
-        verdict = validate_folder(
-            ctx.open_folder(record.gcs_uri),
-            BasePolicy(ctx.settings.base_policy),
-            MachineSpec(**default) if default else None,
-        )
+        verdict = _unsupported_name(record.model) or _settled_verdict(ctx, record)
+    except AccessError as exc:
+        return retry_later(ctx, record, exc)
+    if verdict is None:
+        note = "the folder changed again before it settled"
+        return commit(ctx, advance(record, State.SUPERSEDED, ctx.clock(), note)) or record
+    return _record_verdict(ctx, record, verdict)
+
+
+def _settled_verdict(ctx: Context, record: Deployment) -> Verdict | None:
+    """The verdict on the folder once it has been quiet for the settle window since it was
+    detected; None when it changed meanwhile. Raises only AccessError."""
+    settings = ctx.settings
+    waited = (ctx.clock() - record.created_at).total_seconds()
+    if waited < settings.settle_seconds:
+        ctx.sleep(settings.settle_seconds - waited)
+    folder = ctx.open_folder(record.gcs_uri)
+    if fingerprint(folder.list_files()) != record.fingerprint:
+        return None
+    policy, default = BasePolicy(settings.base_policy), settings.default_machine_spec
+    machine = MachineSpec(**default) if default else None
+    try:
+        return validate_folder(folder, policy, machine)
     except AccessError:
-        commit(ctx, update(record, ctx.clock(), lease_expires_at=ctx.clock()))
-        raise  # the event is redelivered; reconcile also retries after the lease
+        raise
+    except Exception as exc:  # validation is bounded; this is its second line of defence
+        log.error("validation failed: %s", describe(exc), extra={"deployment_id": record.id})
+        return Verdict(findings=(internal_error(exc),))
+
+
+def _unsupported_name(model: str) -> Verdict | None:
+    """The rejection of a folder name Vertex AI cannot deploy from, or None."""
+    found = sorted(set(model) & set(UNSUPPORTED_NAME_CHARACTERS))
+    if not found:
+        return None
+    avoid = " ".join(UNSUPPORTED_NAME_CHARACTERS)
+    message = (
+        f"The folder name {excerpt(model)} holds {' '.join(found)}: gcloud and Vertex AI read "
+        "* ? [ ] in a gs:// URI as wildcards and # as an object generation, so the model cannot "
+        "be deployed from this folder."
+    )
+    hint = f"Rename the folder without {avoid} (spaces and other characters are fine), then "
+    hint += "upload it again."
+    return Verdict(findings=(error("FOLDER_NAME_UNSUPPORTED", message, None, hint),))
+
+
+def _record_verdict(ctx: Context, record: Deployment, verdict: Verdict) -> Deployment:
+    """VALIDATED (and queued for deploy) or REJECTED with the first error and its hint."""
     now = ctx.clock()
     report = verdict.as_dict()
     if not verdict.accepted:
-        first = next(f for f in verdict.findings if f.severity is Severity.ERROR)
-        error = {"code": first.code, "message": first.message, "hint": first.hint}
+        first = verdict.errors[0]
         rejected = advance(
-            record, State.REJECTED, now, first.code, validation=report, error=error,
+            record, State.REJECTED, now, first.code, validation=report,
+            error={"code": first.code, "message": first.message, "hint": first.hint},
             lease_expires_at=None,
         )  # fmt: skip
         return commit(ctx, rejected) or record
     machine = verdict.recommended_machine.as_dict() if verdict.recommended_machine else None
     validated = advance(
         record, State.VALIDATED, now, verdict.matched_base or report["architecture"] or "",
-        validation=report, machine=machine, overrides=verdict.overrides,
+        validation=report, machine=machine, overrides=verdict.overrides, error=None,
         lease_expires_at=now + _lease(ctx),
     )  # fmt: skip
     written = commit(ctx, validated)
-    if written is None:
-        return record
+    if written is None or written.state is not State.VALIDATED:
+        return written or record
     hand_over(ctx, written)
     return written
 

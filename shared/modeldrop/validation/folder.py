@@ -27,7 +27,8 @@ class Folder(Protocol):
         ...
 
     def list_files(self) -> list[FileInfo]:
-        """Every file under the folder, recursively, sorted by name."""
+        """Every file under the folder, recursively, sorted by name; at most one more than the
+        catalog's `listed_files` limit (a longer listing is cut there, and rejected)."""
         ...
 
     def read_range(self, name: str, start: int, length: int) -> bytes:

@@ -31,12 +31,17 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
     root = [f for f in files if "/" not in f.name]
     nested = [f for f in files if "/" in f.name]
     limits = rules["limits"]
-    if len(root) > limits["root_files"]:
+    if len(files) > limits["listed_files"] or len(root) > limits["root_files"]:
+        where, count, limit = (
+            ("at its top level", len(root), limits["root_files"])
+            if len(files) <= limits["listed_files"]
+            else ("in all (listing stopped there)", len(files), limits["listed_files"])
+        )
         inv.findings.append(
             error(
                 "FOLDER_TOO_MANY_FILES",
-                f"The folder has {len(root)} files at its top level; a model folder has at most "
-                f"{limits['root_files']} (config, tokenizer, index and weight shards).",
+                f"The folder has {count} files {where}; a model folder has at most {limit} "
+                "(config, tokenizer, index and weight shards).",
                 None,
                 "Upload only the files save_pretrained() writes; keep other files elsewhere.",
             )

@@ -1,58 +1,95 @@
-"""Scan PyTorch pickle weights (`*.bin`, torch.save) for unsafe imports without unpickling them.
+"""Scan PyTorch pickle weights (`*.bin`, torch.save) against an allowlist, never unpickling them.
 
-Only the pickle data is read, never the tensor storages: for torch.save's zip format, the zip's
-end records and central directory (a bounded tail) and then each `.pkl` member; for the legacy
-format, a growing prefix until its five pickles end (at most 64 MiB). The opcodes are walked with
-`pickletools` to check the structure and handed to picklescan, which lists the imports.
+What `torch.load(path, weights_only=False)` would unpickle is found the way torch finds it, and a
+file two loaders could read differently is refused (PICKLE_AMBIGUOUS) rather than guessed at:
+
+- A file starting with a zip local header is a zip archive, as for torch's `_is_zipfile`; it is
+  read by `zip_reader`, which refuses archives zip readers disagree on (see there). Its members
+  must all sit under one top-level folder and hold `<archive>/data.pkl`, names compared ignoring
+  ASCII case as torch's miniz does; every member whose name ends in `.pkl` in any case (data.pkl,
+  TorchScript's constants.pkl, ...) is scanned, never the `data/N` tensor storages. A zip with
+  data before its first local header does not start with one, so torch reads it as legacy
+  pickles and so does modeldrop; one starting with a local header that its directory does not
+  list, or whose directory does not end at its end records (zipfile then shifts every offset,
+  miniz does not), is ambiguous.
+- Any other file is the legacy format. torch first tries it as a tar archive (the pre-1.0
+  format, whose members hold more pickles), so a file whose first 512 bytes are a tar header with
+  a valid checksum is ambiguous. Otherwise the five pickles it starts with are scanned, read from
+  a growing prefix of at most MAX_PICKLE_BYTES (one that does not end there is too large).
+- Each pickle's opcodes are walked with pickletools. Every global it imports must be on the
+  allowlist (catalog/pickle_globals.json: what torch.save writes for tensors), compared as
+  pickle resolves it: GLOBAL and INST name it, STACK_GLOBAL takes the two strings pushed just
+  before it (constants, or memo entries holding them: operands computed at load time are
+  unsafe), and protocols below 3 apply pickle's Python 2 renames first. The copyreg extension
+  opcodes (EXT1/2/4) are unsafe. The allowlisted callables only build tensors, storages and
+  plain containers, so a pickle limited to them cannot reach code.
+
+Bytes read grow with the pickle data, not the tensors: the head, a bounded tail, the central
+directory and the `.pkl` members.
 """
 
 from __future__ import annotations
 
 import io
 import pickletools
-import struct
-import zlib
-from dataclasses import dataclass
+import tarfile
+from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import cache
+from typing import cast
 
-from picklescan.scanner import SafetyLevel, ScanResult, scan_pickle_bytes
-
-from modeldrop.domain.findings import Finding, error, warning
+from modeldrop import catalog
+from modeldrop.domain.findings import Finding, error, excerpt, warning
 from modeldrop.errors import AccessError
 from modeldrop.validation.folder import FileInfo, Folder
+from modeldrop.validation.zip_reader import (
+    Member,
+    RangedFile,
+    ZipAmbiguous,
+    ZipArchive,
+    ZipError,
+    ZipTooLarge,
+)
 
 MAX_PICKLE_BYTES = 64 * 1024 * 1024
-"""The most pickle data read from one file (a zip member, the members together, a legacy prefix)."""
+"""The most pickle data read from one file (the `.pkl` members together, or a legacy prefix)."""
 
-MAX_CENTRAL_DIRECTORY_BYTES = 16 * 1024 * 1024
-TAIL_BYTES = 66 * 1024  # end of central directory with a full 64 KiB comment, plus ZIP64 records
-HEAD_BYTES = 64
+HEAD_BYTES = 512  # one tar header block
 LEGACY_FIRST_READ = 64 * 1024
 LEGACY_PICKLES = 5  # magic number, protocol version, sys_info, the object, storage keys
 TORCH_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
-MAX_NAMED_IMPORTS = 10
+MAX_NAMED = 5
 
 _ZIP_LOCAL = b"PK\x03\x04"
-_ZIP_CENTRAL = b"PK\x01\x02"
-_ZIP_EOCD = b"PK\x05\x06"
-_ZIP64_LOCATOR = b"PK\x06\x07"
-_ZIP64_EOCD = b"PK\x06\x06"
-_EOCD = struct.Struct("<4s4H2LH")
-_ZIP64_LOCATOR_RECORD = struct.Struct("<4sLQL")
-_ZIP64_EOCD_RECORD = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL = struct.Struct("<4s6H3L5H2L")
-_LOCAL = struct.Struct("<4s5H3L2H")
-_STORED, _DEFLATED = 0, 8
+_STRING_PUSHES = frozenset(
+    {
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "UNICODE",
+        "STRING",  # the STRING family pushes str too: torch.load decodes it as UTF-8
+        "BINSTRING",
+        "SHORT_BINSTRING",
+    }
+)
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_STACK_NEUTRAL = frozenset({"FRAME"})  # opcodes that leave the stack as it is
+_INTS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
 
 _SAFETENSORS_HINT = (
     "Convert the weights to safetensors with `model.save_pretrained(path, "
     "safe_serialization=True)` or `safetensors.torch.save_file(state_dict, "
     "'model.safetensors')` and upload the .safetensors files instead."
 )
-_UNSAFE_HINT = (
-    "Do not load this file. Re-export the weights as safetensors from a trusted copy in a "
-    "trusted environment (`model.save_pretrained(path, safe_serialization=True)` or "
+_RESAVE = (
+    "Re-export the weights as safetensors from a trusted copy in a trusted environment "
+    "(`model.save_pretrained(path, safe_serialization=True)` or "
     "`safetensors.torch.save_file(state_dict, 'model.safetensors')`) and upload that instead."
 )
+_UNSAFE_HINT = f"Do not load this file. {_RESAVE}"
+_AMBIGUOUS_HINT = f"Do not load this file with torch.load. {_RESAVE}"
 _UNREADABLE_HINT = (
     "Check that the upload completed and the file was written by torch.save, or better, "
     "re-save the weights as safetensors with `model.save_pretrained(path, "
@@ -64,405 +101,326 @@ _SUPPORTED = (
 )
 
 
-class _Unreadable(Exception):
-    """The file is not pickle weights modeldrop can scan; the message says what was found."""
+_ENDINGS = {  # code: (the end of the message, after what was found; the hint)
+    "PICKLE_UNSAFE": (".", _UNSAFE_HINT),
+    "PICKLE_AMBIGUOUS": (
+        "; loaders could read different pickles from it, so modeldrop refuses it rather than "
+        "guess which.",
+        _AMBIGUOUS_HINT,
+    ),
+    "PICKLE_TOO_LARGE": (".", _SAFETENSORS_HINT),
+    "PICKLE_UNREADABLE": (f"; {_SUPPORTED}.", _UNREADABLE_HINT),
+}
 
 
-class _TooLarge(Exception):
-    """The pickle data is larger than modeldrop reads; the message says what was found."""
+class _Refused(Exception):
+    """The file gets the error finding `code`; the message says what was found."""
 
-
-@dataclass(frozen=True)
-class _Member:
-    name: str
-    method: int
-    flags: int
-    compressed_size: int
-    size: int
-    offset: int
-
-
-class _Reader:
-    """Ranged reads of one file that reuse the bytes already fetched from its tail."""
-
-    def __init__(self, folder: Folder, file: FileInfo) -> None:
-        self.folder = folder
-        self.name = file.name
-        self.size = file.size
-        self.window_start = 0
-        self.window = b""
-        self.has_tail = False
-
-    def tail(self, length: int) -> bytes:
-        data = self.folder.read_tail(self.name, length)
-        self.window_start = 0 if len(data) < length else max(0, self.size - len(data))
-        self.window, self.has_tail = data, True
-        return data
-
-    def read(self, start: int, length: int) -> bytes:
-        """Up to `length` bytes from `start`; never asks the folder for bytes past the end."""
-        length = min(length, self.size - start)
-        if length <= 0:
-            return b""
-        offset = start - self.window_start
-        if offset >= 0 and start + length <= self.window_start + len(self.window):
-            return self.window[offset : offset + length]
-        return self.folder.read_range(self.name, start, length)
+    def __init__(self, code: str, what: str) -> None:
+        super().__init__(what)
+        self.code = code
 
 
 def scan_pickle_weights(folder: Folder, file: FileInfo) -> list[Finding]:
-    """Scan one torch.save weights file: PICKLE_UNSAFE, PICKLE_WEIGHTS or why it was unreadable.
+    """Scan one torch.save weights file: PICKLE_WEIGHTS (a warning) or the error that refuses it.
 
     Never unpickles and never raises, except `AccessError` when the folder cannot be read.
     """
-    name = file.name
     try:
-        return _scan(folder, file)
+        return [_scan(RangedFile(folder, file))]
     except AccessError:
         raise
-    except _TooLarge as exc:
-        return [error("PICKLE_TOO_LARGE", f"{name} {exc}.", name, _SAFETENSORS_HINT)]
-    except _Unreadable as exc:
-        return [_unreadable(name, str(exc))]
+    except ZipError as exc:
+        return [_refusal(file.name, _zip_refusal(exc))]
+    except _Refused as exc:
+        return [_refusal(file.name, exc)]
     except Exception as exc:  # malformed input must become a finding, whatever breaks
-        return [_unreadable(name, f"could not be parsed ({type(exc).__name__}: {exc})")]
+        what = f"could not be parsed ({type(exc).__name__}: {excerpt(str(exc))})"
+        return [_refusal(file.name, _Refused("PICKLE_UNREADABLE", what))]
 
 
-def _unreadable(name: str, what: str) -> Finding:
-    return error("PICKLE_UNREADABLE", f"{name} {what}; {_SUPPORTED}.", name, _UNREADABLE_HINT)
-
-
-def _scan(folder: Folder, file: FileInfo) -> list[Finding]:
+def _scan(file: RangedFile) -> Finding:
     if file.size == 0:
-        raise _Unreadable("is empty")
-    reader = _Reader(folder, file)
-    if file.size <= TAIL_BYTES:
-        head = reader.tail(TAIL_BYTES)[:HEAD_BYTES]
-    else:
-        head = reader.read(0, HEAD_BYTES)
-    if not head:
-        raise _Unreadable("is empty")
+        raise _Refused("PICKLE_UNREADABLE", "is empty")
+    head = file.read(0, HEAD_BYTES, keep=True)
     if head.startswith(_ZIP_LOCAL):
-        return _scan_zip(reader)
-    return _scan_legacy(reader, head)
+        return _scan_zip(ZipArchive(file))
+    return _scan_legacy(file, head)
 
 
 # --- torch.save zip format ------------------------------------------------------------------
 
 
-def _scan_zip(reader: _Reader) -> list[Finding]:
-    """Scan every `.pkl` member of a torch.save zip archive, found through its central directory."""
-    name = reader.name
-    if not reader.has_tail:
-        reader.tail(TAIL_BYTES)
-    members = [m for m in _central_directory(reader) if m.name.endswith(".pkl")]
-    if not members:
-        raise _Unreadable(
-            "is a zip archive without a .pkl member (torch.save writes <archive>/data.pkl)"
-        )
-    total = sum(m.size for m in members)
+def _scan_zip(archive: ZipArchive) -> Finding:
+    """Scan every `.pkl` member of a torch.save zip archive."""
+    pickles = _pickle_members(archive.members)
+    total = sum(m.size for m in pickles)
     if total > MAX_PICKLE_BYTES:
-        big = max(members, key=lambda m: m.size)
-        raise _TooLarge(
-            f"holds {total} bytes of pickle data (the largest member, {big.name}, is {big.size} "
-            f"bytes); modeldrop scans at most {MAX_PICKLE_BYTES // 2**20} MiB of pickle data "
-            "per file and does not deploy larger pickles"
+        big = max(pickles, key=lambda m: m.size)
+        raise _Refused(
+            "PICKLE_TOO_LARGE",
+            f"holds {total} bytes of pickle data (the largest member, {excerpt(big.name)}, is "
+            f"{big.size} bytes); modeldrop scans at most {MAX_PICKLE_BYTES // 2**20} MiB of "
+            "pickle data per file and does not deploy larger pickles",
         )
-    result = ScanResult([])
-    problems: list[str] = []
-    for member in members:
+    unsafe: dict[str, None] = {}
+    refusals: list[_Refused] = []
+    for member in pickles:
         try:
-            data = _member_bytes(reader, member)
-        except _Unreadable as exc:
-            problems.append(str(exc))
+            data = archive.read(member, MAX_PICKLE_BYTES)
+        except ZipError as exc:
+            refusals.append(_zip_refusal(exc))
             continue
-        failure = _picklescan(result, data, f"{name}:{member.name}", multiple=True)
-        problem = _pickle_problem(data) or failure
-        if problem:
-            problems.append(f"holds {member.name}, which {problem}")
-    unsafe = _unsafe(name, result)
+        walk = _walk(data, 1)
+        unsafe.update(walk.unsafe)
+        if walk.problem:
+            problem = f"is not a valid pickle ({walk.problem})"
+        elif walk.ends[0] < len(data):
+            problem = f"has {len(data) - walk.ends[0]} bytes after its pickle"
+        else:
+            continue
+        what = f"holds {excerpt(member.name)}, which {problem}"
+        refusals.append(_Refused("PICKLE_UNREADABLE", what))
     if unsafe:
-        return [unsafe]
-    if problems:
-        raise _Unreadable("; ".join(problems))
-    return [_accepted(name, result, "torch.save zip format")]
+        raise _unsafe(list(unsafe))
+    if refusals:
+        raise refusals[0]
+    return _accepted(archive.file.name, "torch.save zip format")
 
 
-def _central_directory(reader: _Reader) -> list[_Member]:
-    """The members listed by the central directory the (ZIP64) end records point to."""
-    tail, tail_start = reader.window, reader.window_start
-    eocd_at = _find_eocd(tail)
-    if eocd_at < 0:
-        raise _Unreadable(
-            "starts like a zip archive but has no end-of-central-directory record "
-            "(truncated or corrupt)"
+def _pickle_members(members: list[Member]) -> list[Member]:
+    """The `.pkl` members, once the archive is known to have one folder holding data.pkl."""
+    if not members:
+        raise _Refused("PICKLE_UNREADABLE", "is an empty zip archive")
+    folders = {m.key.partition(b"/")[0] for m in members}
+    if len(folders) != 1 or any(b"/" not in m.key for m in members):
+        raise _Refused(
+            "PICKLE_AMBIGUOUS",
+            "has zip members outside one top-level folder (torch.save writes every member "
+            "under <archive>/, and torch takes the folder from the first member)",
         )
-    _, disk, cd_disk, _, count, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, eocd_at)
-    records_at = tail_start + eocd_at
-    locator_at = eocd_at - _ZIP64_LOCATOR_RECORD.size
-    if locator_at >= 0 and tail[locator_at : locator_at + 4] == _ZIP64_LOCATOR:
-        _, _, zip64_at, _ = _ZIP64_LOCATOR_RECORD.unpack_from(tail, locator_at)
-        record = reader.read(zip64_at, _ZIP64_EOCD_RECORD.size)
-        if len(record) < _ZIP64_EOCD_RECORD.size or not record.startswith(_ZIP64_EOCD):
-            raise _Unreadable("is a zip archive whose ZIP64 end record is missing or corrupt")
-        fields = _ZIP64_EOCD_RECORD.unpack(record)
-        disk, cd_disk, count, cd_size, cd_offset = fields[4], fields[5], *fields[7:]
-        records_at = min(records_at, zip64_at)
-    if disk != 0 or cd_disk != 0:
-        raise _Unreadable("is a multi-disk (split) zip archive, which torch.save never writes")
-    if cd_offset + cd_size > records_at:
-        raise _Unreadable(
-            f"is a zip archive whose central directory ({cd_size} bytes at offset {cd_offset}) "
-            "overlaps its end records (corrupt)"
+    data_pkl = next(iter(folders)) + b"/data.pkl"
+    if not any(m.key == data_pkl for m in members):
+        raise _Refused(
+            "PICKLE_UNREADABLE",
+            "is a zip archive without <archive>/data.pkl (the pickle torch.save writes)",
         )
-    if cd_size > MAX_CENTRAL_DIRECTORY_BYTES:
-        raise _TooLarge(
-            f"has a zip central directory of {cd_size} bytes; modeldrop reads at most "
-            f"{MAX_CENTRAL_DIRECTORY_BYTES // 2**20} MiB of it"
-        )
-    directory = reader.read(cd_offset, cd_size)
-    if len(directory) < cd_size:
-        raise _Unreadable("is a zip archive whose central directory is truncated")
-    return _parse_central_directory(directory, count)
-
-
-def _find_eocd(tail: bytes) -> int:
-    """Offset of the end-of-central-directory record in `tail` (-1 if none), searching back."""
-    at = len(tail)
-    while (at := tail.rfind(_ZIP_EOCD, 0, at)) >= 0:
-        if at + _EOCD.size <= len(tail):
-            comment = _EOCD.unpack_from(tail, at)[-1]
-            if at + _EOCD.size + comment <= len(tail):
-                return at
-    return -1
-
-
-def _parse_central_directory(directory: bytes, count: int) -> list[_Member]:
-    members = []
-    at = 0
-    for index in range(count):
-        if at + _CENTRAL.size > len(directory) or directory[at : at + 4] != _ZIP_CENTRAL:
-            raise _Unreadable(
-                f"is a zip archive whose central directory entry {index} of {count} is corrupt"
-            )
-        fields = _CENTRAL.unpack_from(directory, at)
-        flags, method, compressed, size = fields[3], fields[4], fields[8], fields[9]
-        name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
-        start = at + _CENTRAL.size
-        raw_name = directory[start : start + name_len]
-        extra = directory[start + name_len : start + name_len + extra_len]
-        at = start + name_len + extra_len + comment_len
-        if at > len(directory):
-            raise _Unreadable(f"is a zip archive whose central directory entry {index} is cut off")
-        size, compressed, offset = _zip64_sizes(extra, size, compressed, offset)
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
-        members.append(_Member(name, method, flags, compressed, size, offset))
-    return members
-
-
-def _zip64_sizes(extra: bytes, size: int, compressed: int, offset: int) -> tuple[int, int, int]:
-    """Replace the 0xFFFFFFFF fields with the values of the ZIP64 extra field (id 0x0001)."""
-    at = 0
-    while at + 4 <= len(extra):
-        tag, length = struct.unpack_from("<2H", extra, at)
-        body = extra[at + 4 : at + 4 + length]
-        at += 4 + length
-        if tag != 1:
-            continue
-        values = [v for (v,) in struct.iter_unpack("<Q", body[: len(body) // 8 * 8])]
-        fields = [size, compressed, offset]
-        for i, value in enumerate(fields):
-            if value == 0xFFFFFFFF:
-                if not values:
-                    raise _Unreadable("is a zip archive with a short ZIP64 extra field")
-                fields[i] = values.pop(0)
-        return fields[0], fields[1], fields[2]
-    if 0xFFFFFFFF in (size, compressed, offset):
-        raise _Unreadable("is a zip archive whose ZIP64 sizes are missing")
-    return size, compressed, offset
-
-
-def _member_bytes(reader: _Reader, member: _Member) -> bytes:
-    """The uncompressed bytes of one member, read through its local header."""
-    if member.flags & 0x1:
-        raise _Unreadable(f"holds an encrypted member {member.name}")
-    if member.method not in (_STORED, _DEFLATED):
-        raise _Unreadable(
-            f"stores {member.name} with zip compression method {member.method}; only stored "
-            "(torch.save's) and deflate members are supported"
-        )
-    if member.compressed_size > MAX_PICKLE_BYTES:
-        raise _TooLarge(
-            f"has a {member.compressed_size}-byte pickle member {member.name}; modeldrop scans "
-            f"at most {MAX_PICKLE_BYTES // 2**20} MiB of pickle data per file"
-        )
-    guess = _LOCAL.size + len(member.name.encode()) + 256  # torch pads the local extra field
-    raw = reader.read(member.offset, guess + member.compressed_size)
-    if len(raw) < _LOCAL.size or not raw.startswith(_ZIP_LOCAL):
-        raise _Unreadable(f"has no valid local header for {member.name} (corrupt zip archive)")
-    fields = _LOCAL.unpack_from(raw)
-    name_len, extra_len = fields[9], fields[10]
-    local_name = raw[_LOCAL.size : _LOCAL.size + name_len]
-    if local_name.decode("utf-8" if fields[2] & 0x800 else "cp437", "replace") != member.name:
-        raise _Unreadable(f"has a local header for {member.name} under another name (corrupt)")
-    start = _LOCAL.size + name_len + extra_len
-    end = start + member.compressed_size
-    if end > len(raw):
-        raw += reader.read(member.offset + len(raw), end - len(raw))
-    if end > len(raw):
-        raise _Unreadable(f"is truncated inside the member {member.name}")
-    data = raw[start:end]
-    if member.method == _STORED:
-        if member.size != member.compressed_size:
-            raise _Unreadable(f"stores {member.name} uncompressed with two different sizes")
-        return data
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, MAX_PICKLE_BYTES + 1)
-    except zlib.error as exc:
-        raise _Unreadable(f"holds a corrupt deflate member {member.name} ({exc})") from exc
-    if len(out) > MAX_PICKLE_BYTES:
-        raise _TooLarge(
-            f"has a pickle member {member.name} that inflates past "
-            f"{MAX_PICKLE_BYTES // 2**20} MiB; modeldrop does not scan larger pickles"
-        )
-    if not inflater.eof or len(out) != member.size:
-        raise _Unreadable(f"holds a truncated or corrupt deflate member {member.name}")
-    return out
+    return [m for m in members if m.key.endswith(b".pkl")]
 
 
 # --- legacy torch.save format ---------------------------------------------------------------
 
 
-def _scan_legacy(reader: _Reader, head: bytes) -> list[Finding]:
+def _scan_legacy(file: RangedFile, head: bytes) -> Finding:
     """Scan the pickles that start a legacy torch.save file, reading a growing bounded prefix."""
-    name = reader.name
-    limit = min(reader.size, MAX_PICKLE_BYTES)
+    if _is_tar_header(head):
+        raise _Refused(
+            "PICKLE_AMBIGUOUS",
+            "starts with a valid tar header, and torch.load opens such a file as a tar archive "
+            "(the pre-1.0 torch.save format) before reading it as pickles",
+        )
+    limit = min(file.size, MAX_PICKLE_BYTES)
     prefix = head[:limit]
     while True:
-        ends, problem, exhausted = _walk_pickles(prefix, LEGACY_PICKLES)
-        if not (problem and exhausted and len(prefix) < limit):
+        walk = _walk(prefix, LEGACY_PICKLES)
+        if walk.unsafe or not (walk.exhausted and len(prefix) < limit):
             break
         grown = min(limit, max(LEGACY_FIRST_READ, len(prefix) * 4))
-        more = reader.read(len(prefix), grown - len(prefix))
-        if not more:
-            break
-        prefix += more
-    starts = [0, *ends]
-    chunks = [prefix[start:end] for start, end in zip(starts, ends, strict=False)]
-    if problem:
-        chunks.append(prefix[starts[-1] :])  # picklescan lists the imports before the break
-    result = ScanResult([])
-    failures: list[str] = []
-    for chunk in chunks:
-        failures.append(_picklescan(result, chunk, name, multiple=False))
-    unsafe = _unsafe(name, result)
-    if unsafe:
-        return [unsafe]
-    if problem:
-        if exhausted and reader.size > len(prefix) and len(prefix) >= MAX_PICKLE_BYTES:
-            raise _Unreadable(
-                f"starts with a pickle stream whose pickle {len(ends) + 1} does not end within "
-                f"the first {MAX_PICKLE_BYTES // 2**20} MiB, the most modeldrop reads"
-            )
-        if not ends:
-            raise _Unreadable(f"is neither a zip archive nor a pickle ({problem})")
-        raise _Unreadable(
-            f"is a pickle stream whose pickle {len(ends) + 1} of the {LEGACY_PICKLES} that "
-            f"legacy torch.save writes is truncated or corrupt ({problem})"
+        prefix += file.read(len(prefix), grown - len(prefix))
+    if walk.unsafe:
+        raise _unsafe(list(walk.unsafe))
+    if walk.problem:
+        raise _legacy_problem(walk, reached_bound=len(prefix) < file.size)
+    if _first_int(prefix[: walk.ends[0]]) != TORCH_MAGIC_NUMBER:
+        raise _Refused(
+            "PICKLE_UNREADABLE",
+            "is a pickle but does not start with torch.save's magic number (torch.load rejects it)",
         )
-    if any(failures):
-        raise _Unreadable(f"holds a pickle that {next(f for f in failures if f)}")
-    if _first_int(prefix[: ends[0]]) != TORCH_MAGIC_NUMBER:
-        raise _Unreadable(
-            "is a pickle but does not start with torch.save's magic number (torch.load rejects it)"
+    return _accepted(file.name, "legacy torch.save format")
+
+
+def _legacy_problem(walk: _Walk, reached_bound: bool) -> _Refused:
+    """Why the pickles of a legacy file could not all be walked."""
+    number = len(walk.ends) + 1
+    if walk.exhausted and reached_bound:
+        return _Refused(
+            "PICKLE_TOO_LARGE",
+            f"starts with a pickle stream whose pickle {number} does not end within the first "
+            f"{MAX_PICKLE_BYTES // 2**20} MiB, the most modeldrop reads",
         )
-    return [_accepted(name, result, "legacy torch.save format")]
+    if not walk.ends:
+        return _Refused(
+            "PICKLE_UNREADABLE", f"is neither a zip archive nor a pickle ({walk.problem})"
+        )
+    return _Refused(
+        "PICKLE_UNREADABLE",
+        f"is a pickle stream whose pickle {number} of the {LEGACY_PICKLES} that legacy "
+        f"torch.save writes is truncated or corrupt ({walk.problem})",
+    )
 
 
-def _walk_pickles(data: bytes, count: int) -> tuple[list[int], str, bool]:
-    """Walk the opcodes (never executing them) of the first `count` pickles in `data`.
-
-    Returns where each complete pickle ends, the problem that stopped the walk ("" when none)
-    and whether that problem was running out of data.
-    """
-    stream = io.BytesIO(data)
-    ends: list[int] = []
-    while len(ends) < count:
-        try:
-            for _ in pickletools.genops(stream):
-                pass
-        except Exception as exc:  # pickletools raises ValueError, and others on odd input
-            return ends, str(exc) or type(exc).__name__, stream.tell() >= len(data)
-        ends.append(stream.tell())
-    return ends, "", False
-
-
-def _pickle_problem(data: bytes) -> str:
-    """What is wrong with `data` as exactly one pickle ("" when nothing)."""
-    ends, problem, _ = _walk_pickles(data, 1)
-    if problem:
-        return f"is not a valid pickle ({problem})"
-    if ends[0] != len(data):
-        return f"has {len(data) - ends[0]} bytes after its pickle"
-    return ""
+def _is_tar_header(head: bytes) -> bool:
+    """Whether tarfile (as torch's legacy loader calls it) would take `head` for a tar header."""
+    block = head[: tarfile.BLOCKSIZE]
+    if len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _first_int(data: bytes) -> int | None:
     """The first integer of a pickle (torch.save's first pickle holds only its magic number)."""
     try:
         for opcode, arg, _ in pickletools.genops(data):
-            if "INT" in opcode.name or "LONG" in opcode.name:
-                return int(arg) if isinstance(arg, int) else None
+            if opcode.name in _INTS:
+                return arg if isinstance(arg, int) else None
     except Exception:
         return None
     return None
 
 
-# --- verdict --------------------------------------------------------------------------------
+# --- the opcode walk ------------------------------------------------------------------------
 
 
-def _picklescan(result: ScanResult, data: bytes, file_id: str, multiple: bool) -> str:
-    """Merge picklescan's imports of `data` into `result`; why it failed, or ""."""
-    try:
-        result.merge(scan_pickle_bytes(io.BytesIO(data), file_id, multiple_pickles=multiple))
-    except Exception as exc:  # picklescan raises ValueError on some malformed opcodes
-        return f"picklescan could not analyse ({exc})"
-    return ""
+@dataclass
+class _Walk:
+    """What walking the opcodes of up to `count` pickles found."""
+
+    unsafe: dict[str, None] = field(default_factory=dict)  # imports not allowed, in order
+    ends: list[int] = field(default_factory=list)  # where each complete pickle ends
+    problem: str = ""  # why the walk stopped before `count` pickles
+    exhausted: bool = False  # the problem was running out of data
 
 
-def _unsafe(name: str, result: ScanResult) -> Finding | None:
-    """PICKLE_UNSAFE naming the imports picklescan flags as dangerous, or None."""
-    unsafe = _names(result, SafetyLevel.Dangerous)
-    if not unsafe and not result.issues_count:
-        return None
-    shown = ", ".join(unsafe[:MAX_NAMED_IMPORTS]) or "an unsafe module"
-    if len(unsafe) > MAX_NAMED_IMPORTS:
-        shown += f" and {len(unsafe) - MAX_NAMED_IMPORTS} more"
-    message = (
-        f"{name} imports {shown}, which can run code when the file is loaded; picklescan "
-        "flags it as unsafe and modeldrop does not deploy pickle weights with unsafe imports."
+def _walk(data: bytes, count: int) -> _Walk:
+    """Walk (never execute) the opcodes of the first `count` pickles in `data`."""
+    walk = _Walk()
+    stream = io.BytesIO(data)
+    while len(walk.ends) < count:
+        try:
+            _walk_pickle(stream, data, walk.unsafe)
+        except Exception as exc:  # pickletools raises ValueError, and others on odd input
+            walk.problem = excerpt(str(exc)) if str(exc) else type(exc).__name__
+            walk.exhausted = stream.tell() >= len(data)
+            break
+        walk.ends.append(stream.tell())
+    return walk
+
+
+def _walk_pickle(stream: io.BytesIO, data: bytes, unsafe: dict[str, None]) -> None:
+    """Add to `unsafe` every import of the pickle at the stream's position not on the allowlist.
+
+    Mirrors the unpickler's memo, and the strings on top of its stack, so a STACK_GLOBAL is
+    resolved only from string constants pushed (or fetched from the memo) right before it.
+    Imports it cannot name (a computed STACK_GLOBAL, EXT) count once the pickle ends: in random
+    bytes that break off they are noise, and a broken pickle is refused anyway.
+    """
+    protocol = 0
+    memo: dict[int, str | None] = {}
+    strings: list[str] = []  # the strings on top of the stack, when the top holds strings
+    unnamed: dict[str, None] = {}
+    opcodes = pickletools.genops(stream)
+    while True:
+        at = stream.tell()
+        try:
+            step = next(opcodes, None)
+        except Exception:
+            if data[at : at + 1] in (b"c", b"i"):  # GLOBAL or INST lines pickletools cannot
+                with suppress(ValueError):  # decode (not ASCII, or bad escapes) still import
+                    _check_global(_line_pair(data, at + 1), protocol, unsafe)
+            raise
+        if step is None:
+            unsafe.update(unnamed)
+            return
+        opcode, arg, _ = step
+        name = opcode.name
+        if name in _STRING_PUSHES:
+            strings = [*strings[-1:], str(arg)]
+            continue
+        if name in _MEMO_PUTS or name == "MEMOIZE":
+            memo[len(memo) if name == "MEMOIZE" else cast(int, arg)] = (
+                strings[-1] if strings else None
+            )
+            continue
+        if name in _MEMO_GETS:
+            value = memo.get(cast(int, arg))
+            strings = [*strings[-1:], value] if isinstance(value, str) else []
+            continue
+        if name in _STACK_NEUTRAL:
+            continue
+        if name == "PROTO":
+            protocol = cast(int, arg)
+        elif name in ("GLOBAL", "INST"):
+            _check_global(_line_pair(data, at + 1), protocol, unsafe)
+        elif name == "STACK_GLOBAL":
+            if len(strings) == 2:
+                _check_global((strings[0], strings[1]), protocol, unsafe)
+            else:
+                unnamed["a global whose name is computed while loading (STACK_GLOBAL)"] = None
+        elif name.startswith("EXT"):
+            unnamed[f"the copyreg extension {arg} ({name})"] = None
+        strings = []
+
+
+def _line_pair(data: bytes, at: int) -> tuple[str, str]:
+    """The module and name lines of a GLOBAL or INST, decoded as the unpickler does (UTF-8;
+    ValueError where it fails)."""
+    first = data.index(b"\n", at)
+    second = data.index(b"\n", first + 1)
+    return data[at:first].decode("utf-8"), data[first + 1 : second].decode("utf-8")
+
+
+def _check_global(pair: tuple[str, str], protocol: int, unsafe: dict[str, None]) -> None:
+    module, name = pair
+    if protocol < 3:  # pickle's fix_imports: Python 2 names, as the unpickler maps them
+        module, name = NAME_MAPPING.get((module, name), (IMPORT_MAPPING.get(module, module), name))
+    if (module, name) not in _allowed():
+        unsafe[excerpt(f"{module}.{name}")] = None
+
+
+@cache
+def _allowed() -> frozenset[tuple[str, str]]:
+    return frozenset(
+        (module, name) for module, names in catalog.pickle_globals().items() for name in names
     )
-    return error("PICKLE_UNSAFE", message, name, _UNSAFE_HINT)
 
 
-def _accepted(name: str, result: ScanResult, layout: str) -> Finding:
-    """The PICKLE_WEIGHTS warning for pickle weights picklescan found no unsafe import in."""
-    if result.scan_err:
-        raise _Unreadable("holds pickle data that picklescan could not fully parse")
-    message = (
-        f"{name} holds PyTorch pickle weights ({layout}); picklescan found no unsafe imports, so "
-        "they are accepted, but pickle files can run code when loaded and safetensors is "
-        "preferred."
+# --- findings -------------------------------------------------------------------------------
+
+
+def _zip_refusal(exc: ZipError) -> _Refused:
+    if isinstance(exc, ZipAmbiguous):
+        return _Refused("PICKLE_AMBIGUOUS", str(exc))
+    if isinstance(exc, ZipTooLarge):
+        return _Refused("PICKLE_TOO_LARGE", str(exc))
+    return _Refused("PICKLE_UNREADABLE", str(exc))
+
+
+def _unsafe(imports: list[str]) -> _Refused:
+    shown = ", ".join(imports[:MAX_NAMED])
+    if len(imports) > MAX_NAMED:
+        shown += f" and {len(imports) - MAX_NAMED} more"
+    return _Refused(
+        "PICKLE_UNSAFE",
+        f"imports {shown}, not on modeldrop's allowlist of what torch.save writes for tensor "
+        "weights: torch.load(weights_only=False) would import and may call what it names, which "
+        "can run any code",
     )
-    unknown = _names(result, SafetyLevel.Suspicious)
-    if unknown:
-        message += (
-            f" It also imports {', '.join(unknown[:MAX_NAMED_IMPORTS])}, which picklescan does "
-            "not know to be safe."
-        )
+
+
+def _refusal(name: str, refused: _Refused) -> Finding:
+    ending, hint = _ENDINGS[refused.code]
+    return error(refused.code, f"{name} {refused}{ending}", name, hint)
+
+
+def _accepted(name: str, layout: str) -> Finding:
+    """The PICKLE_WEIGHTS warning for pickle weights that import only allowlisted globals."""
+    message = (
+        f"{name} holds PyTorch pickle weights ({layout}) that import only what torch.save writes "
+        "for tensors, so they are accepted; but pickle files can run code when loaded and "
+        "safetensors is preferred."
+    )
     return warning("PICKLE_WEIGHTS", message, name, _SAFETENSORS_HINT)
-
-
-def _names(result: ScanResult, level: SafetyLevel) -> list[str]:
-    return sorted({f"{g.module}.{g.name}" for g in result.globals if g.safety == level})

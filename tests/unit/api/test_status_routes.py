@@ -43,8 +43,8 @@ def test_deployment_status_has_state_history_findings_and_links(h):
     assert body["state"] == "VALIDATED" and body["matched_base"] == "Qwen2.5-0.5B"
     assert [t["state"] for t in body["history"]] == ["DETECTED", "VALIDATING", "VALIDATED"]
     assert body["machine"]["machine_type"] and isinstance(body["findings"], list)
-    assert body["links"]["self"] == f"http://api.test/v1/deployments/{record.id}"
-    assert body["links"]["chat"].endswith(f"/v1/deployments/{record.id}/chat/completions")
+    assert body["links"]["self"] == f"/v1/deployments/{record.id}"  # a path: no base URL set
+    assert body["links"]["chat"] == f"/v1/deployments/{record.id}/chat/completions"
     assert "etag" not in body and "lease_expires_at" not in body
 
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from modeldrop.catalog import file_rules
-from modeldrop.domain.completion import Completion, decide, fingerprint, folder_of, revision
+from modeldrop.domain.completion import (
+    Completion,
+    decide,
+    fingerprint,
+    folder_of,
+    name_problem,
+    revision,
+)
 from modeldrop.validation.folder import FileInfo
 
 RULES = file_rules()
 SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
-INDEX = {
-    "model.safetensors.index.json": json.dumps(
-        {"weight_map": {"a": SHARDS[0], "b": SHARDS[1]}}
-    ).encode()
-}
+INDEX = {"model.safetensors.index.json": set(SHARDS)}
 ALL = ["config.json", "tokenizer.json", "tokenizer_config.json", *SHARDS, *INDEX]
 
 
@@ -43,6 +44,27 @@ def test_any_file_arriving_last_keeps_the_folder_waiting(last):
 
 def test_shards_without_their_index_wait():
     assert auto([n for n in ALL if not n.endswith("index.json")]).completion is Completion.WAIT
+
+
+@pytest.mark.parametrize(
+    ("named", "completion"),
+    [
+        (set(), Completion.COMPLETE),  # a broken index names no shard
+        ({SHARDS[0], "sub/x.safetensors"}, Completion.COMPLETE),  # shards are root files
+        ({SHARDS[0], "../x.safetensors"}, Completion.COMPLETE),
+        ({SHARDS[0], ""}, Completion.COMPLETE),
+        ({SHARDS[0], "x" * 2000}, Completion.COMPLETE),  # longer than a GCS name
+        ({SHARDS[0], "a\nb.safetensors"}, Completion.COMPLETE),
+        ({SHARDS[0], "model-00003-of-00003.safetensors"}, Completion.WAIT),  # on its way
+    ],
+)
+def test_an_index_no_upload_can_satisfy_is_left_to_validation(named, completion):
+    assert auto(ALL, {"model.safetensors.index.json": named}).completion is completion
+
+
+def test_a_broken_index_still_waits_for_the_rest():
+    names = [n for n in ALL if n != "config.json"]
+    assert auto(names, {"model.safetensors.index.json": set()}).completion is Completion.WAIT
 
 
 def test_single_file_model_needs_no_index():
@@ -79,3 +101,31 @@ def test_fingerprint_changes_with_any_reupload_but_not_with_order():
 )
 def test_folder_of(name, folder):
     assert folder_of(name, "models/") == folder
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("models/m/config.json", True),
+        ("models/probe-a[b]/x*?.json", True),
+        ("models/名 前 ü/config.json", True),
+        ("models/m/", True),  # a folder placeholder
+        ("models/../../x", False),
+        ("models/./m/x", False),
+        ("models//m/x", False),
+        ("models/m/\x00x", False),
+        ("models/m/\u0085x", False),
+        ("models/\ud800/x", False),
+        ("m" * 1025, False),
+        ("", False),
+    ],
+)
+def test_name_problem(name, ok):
+    assert (name_problem(name) is None) is ok
+
+
+def test_a_listing_past_the_bound_is_validated_and_rejected_not_waited_on():
+    bound = RULES["limits"]["listed_files"]
+    names = [f"junk/{i:06d}" for i in range(bound + 1)]  # no config: it would wait forever
+    decision = auto(names)
+    assert decision.completion is Completion.BROKEN and str(bound) in decision.reason

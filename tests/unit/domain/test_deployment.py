@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -78,3 +79,11 @@ def test_snapshot_is_plain_json():
     data = snapshot(advance(new_deployment("b", "models/m", "fp", 1, AT), State.VALIDATING, AT))
     assert json.loads(json.dumps(data))["history"][1]["state"] == "VALIDATING"
     assert data["created_at"] == AT.isoformat()
+
+
+def test_a_transition_starts_the_attempts_again_and_leases_expire():
+    d = advance(new_deployment("b", "models/m", "fp", 1, AT), State.VALIDATING, AT, attempts=3)
+    assert d.attempts == 3 and advance(d, State.FAILED, AT).attempts == 0
+    assert d.lease_expired(AT)  # nobody holds it
+    held = replace(d, lease_expires_at=AT + timedelta(seconds=1))
+    assert not held.lease_expired(AT) and held.lease_expired(AT + timedelta(seconds=1))

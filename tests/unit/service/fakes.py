@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from modeldrop.adapters.local_folder import LocalFolder
-from modeldrop.domain.deployment import Deployment
+from modeldrop.domain.deployment import Deployment, snapshot
+from modeldrop.errors import UsageError
 from modeldrop.service.context import Context
-from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
+from modeldrop.service.ports import (
+    DeployError,
+    DeployStarted,
+    EndpointInfo,
+    OperationStatus,
+    RecordTooLarge,
+)
 from modeldrop.settings import Settings
+
+BUCKET = "models-bucket"
 
 
 class FakeStore:
-    def __init__(self) -> None:
+    """Records in memory; like Firestore it refuses a record over `max_bytes` (as JSON here)."""
+
+    def __init__(self, max_bytes: int = 2**20) -> None:
         self.rows: dict[str, tuple[Deployment, int]] = {}
+        self.max_bytes = max_bytes
 
     def create(self, deployment: Deployment) -> bool:
         if deployment.id in self.rows:
@@ -32,6 +45,9 @@ class FakeStore:
         row = self.rows.get(deployment.id)
         if row is None or str(row[1]) != deployment.etag:
             return None
+        size = len(json.dumps(snapshot(deployment)))
+        if size > self.max_bytes:
+            raise RecordTooLarge(f"The record is {size} bytes; at most {self.max_bytes} fit.")
         self.rows[deployment.id] = (replace(deployment, etag=None), row[1] + 1)
         return self.get(deployment.id)
 
@@ -46,6 +62,8 @@ class FakeStore:
             for d in records
             if (not states or d.state in states) and (not model or d.model == model)
         ]
+        if page_token is not None and not page_token.isdecimal():  # as the real store: not ours
+            raise UsageError("Invalid page_token.", "Pass the next_page_token unchanged.")
         start = int(page_token or 0)
         page = records[start : start + limit]
         more = start + limit < len(records)
@@ -179,13 +197,17 @@ class Clock:
 
 
 class LocalBucket:
-    """A bucket as a directory: gs://BUCKET/PREFIX opens the real LocalFolder adapter on it."""
+    """A bucket as a directory: gs://BUCKET/PREFIX opens the real LocalFolder adapter on it.
+
+    `failures` maps file names to what reading them raises (storage or a reader going wrong).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.failures: dict[str, Exception] = {}
 
     def open(self, uri: str) -> LocalFolder:
-        return LocalFolder(self.root / uri.removeprefix("gs://"))
+        return FailingFolder(self.root / uri.removeprefix("gs://"), self.failures)
 
     def upload(
         self, bucket: str, prefix: str, source: Path, names: list[str] | None = None
@@ -196,6 +218,19 @@ class LocalBucket:
         for name in names:
             shutil.copy(source / name, target / name)
         return [f"{prefix}/{n}" for n in names]
+
+
+class FailingFolder(LocalFolder):
+    """A LocalFolder whose reads of the files named in `failures` raise."""
+
+    def __init__(self, path: Path, failures: dict[str, Exception]) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def read_range(self, name: str, start: int, length: int) -> bytes:
+        if name in self.failures:
+            raise self.failures[name]
+        return super().read_range(name, start, length)
 
 
 @dataclass
@@ -217,7 +252,10 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
     store, events, queue, deployer, clock = (
         FakeStore(), FakeEvents(), FakeQueue(), FakeDeployer(), Clock()
     )  # fmt: skip
-    env = {"MODELDROP_SETTLE_SECONDS": "0", "MODELDROP_BASE_POLICY": "strict", **settings}
+    env = {
+        "MODELDROP_BUCKET": BUCKET, "MODELDROP_SETTLE_SECONDS": "0",
+        "MODELDROP_BASE_POLICY": "strict", **settings,
+    }  # fmt: skip
     endpoints = FakeEndpoints()
     ctx = Context(
         Settings.from_env(env), store, events, queue, deployer, bucket.open, clock,

@@ -12,20 +12,8 @@ from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.upload import on_object_finalized
-from tests.unit.service.fakes import make_harness
-from tests.unit.validation.test_bad_inputs import CORPUS, write_valid
-
-BUCKET = "models-bucket"
-
-
-@pytest.fixture
-def h(tmp_path):
-    return make_harness(tmp_path)
-
-
-@pytest.fixture
-def model(tmp_path):
-    return write_valid(tmp_path / "source")
+from tests.unit.service.fakes import BUCKET, make_harness
+from tests.unit.validation.test_bad_inputs import CORPUS
 
 
 def upload_all(h, model, name="qwen-ft", order=None):

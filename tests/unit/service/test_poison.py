@@ -1,0 +1,168 @@
+"""Poison inputs end in a final state, never raise out of a handler (unless redelivery is wanted),
+and never keep a record busy: broken indexes, validation failing unexpectedly, storage and
+Vertex AI failing every time, a verdict too large to record, folder names Vertex cannot take,
+and events that cannot concern modeldrop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+
+from modeldrop.domain.deployment import State
+from modeldrop.domain.findings import Verdict, warning
+from modeldrop.errors import AccessError
+from modeldrop.service import upload
+from modeldrop.service.deploy import on_validated
+from modeldrop.service.ports import DeployError
+from modeldrop.service.reconcile import reconcile
+from modeldrop.service.upload import on_object_finalized
+from modeldrop.settings import SETTINGS
+from tests.unit.service.fakes import BUCKET
+from tests.unit.service.test_pipeline import upload_all
+from tests.unit.validation.test_bad_inputs import INDEX, SHARD1
+
+ATTEMPTS = int(SETTINGS["max_attempts"].default)
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("bucket", "name"),
+    [
+        ("someone-elses-bucket", "models/m/config.json"),
+        (BUCKET, "models/../../x"),
+        (BUCKET, "models/./m/config.json"),
+        (BUCKET, "models//m/config.json"),
+        (BUCKET, "models/m/config.json\n"),
+        (BUCKET, "models/\ud800/config.json"),
+        (BUCKET, "models/m/" + "x" * 1020),
+        (BUCKET, "elsewhere/m/config.json"),
+    ],
+    ids=["bucket", "dotdot", "dot", "slashes", "control", "surrogate", "too-long", "outside"],
+)
+def test_events_that_cannot_concern_modeldrop_list_nothing(h, bucket, name):
+    def must_not_list(uri):
+        raise AssertionError(f"listed {uri}")
+
+    h.ctx.open_folder = must_not_list
+    assert on_object_finalized(h.ctx, bucket, name) is None
+    assert h.store.rows == {}
+
+
+BROKEN_INDEXES = {
+    "list-values": json.dumps({"weight_map": {"a": [SHARD1]}}),
+    "nested-100000-deep": '{"weight_map": ' + DEEP + "}",
+    "not-json": "{weight_map",
+    "not-utf8": b"\xff\xfe{}",
+    "no-weight-map": json.dumps({"metadata": {}}),
+    "weight-map-list": json.dumps({"weight_map": [SHARD1]}),
+    "shard-outside-the-folder": json.dumps({"weight_map": {"a": "../x.safetensors"}}),
+    "shard-name-too-long": json.dumps({"weight_map": {"a": "x" * 5000}}),
+}
+
+
+@pytest.mark.parametrize("content", BROKEN_INDEXES.values(), ids=BROKEN_INDEXES)
+def test_a_broken_index_ends_rejected_on_the_last_upload(h, model, content):
+    (model / INDEX).write_bytes(content if isinstance(content, bytes) else content.encode())
+    record = upload_all(h, model)[-1]
+    assert record.state is State.REJECTED
+    assert record.error["code"].startswith("INDEX_"), record.error
+    assert len(h.store.rows) == 1
+
+
+def test_only_a_few_index_files_are_read(h, model):
+    for n in range(20):
+        (model / f"junk-{n:02}.index.json").write_text(DEEP)
+    opened = []
+    h.ctx.open_folder = lambda uri: opened.append(h.bucket.open(uri)) or opened[-1]
+    record = upload_all(h, model)[-1]
+    assert record.state is State.REJECTED
+    assert opened[-2].reads == upload.MAX_INDEX_READS  # the listing of the completing event
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("x" * 10**6), RecursionError(), MemoryError()])
+def test_validation_raising_unexpectedly_is_a_rejection(h, model, failure):
+    h.bucket.failures["config.json"] = failure
+    record = upload_all(h, model)[-1]
+    assert record.state is State.REJECTED and record.error["code"] == "INTERNAL_ERROR"
+    assert type(failure).__name__ in record.error["message"]
+    assert len(json.dumps(record.validation)) < 2000
+
+
+def test_storage_errors_are_retried_then_the_record_fails(h, model):
+    h.bucket.failures["config.json"] = AccessError("Cannot read config.json.", "Check storage.")
+    with pytest.raises(AccessError):  # the event is delivered again
+        upload_all(h, model)
+    (record_id,) = h.store.rows
+    for attempt in range(2, ATTEMPTS + 1):
+        assert h.store.get(record_id).attempts == attempt - 1
+        h.clock.advance(1)
+        assert reconcile(h.ctx).errors.keys() == ({record_id} if attempt < ATTEMPTS else set())
+    failed = h.store.get(record_id)
+    assert failed.state is State.FAILED and failed.error["code"] == "ACCESS_ERROR"
+    assert (
+        failed.error["hint"].startswith("Check storage.") and str(ATTEMPTS) in failed.error["hint"]
+    )
+    assert h.events.states(record_id)[-1] == "FAILED"
+
+
+def test_storage_recovering_before_the_bound_validates(h, model):
+    h.bucket.failures["config.json"] = AccessError("Cannot read config.json.")
+    with pytest.raises(AccessError):
+        upload_all(h, model)
+    h.bucket.failures.clear()
+    h.clock.advance(1)
+    (record_id,) = h.store.rows
+    assert reconcile(h.ctx).moved == {record_id: "VALIDATED"}
+    validated = h.store.get(record_id)
+    assert (validated.attempts, validated.error) == (0, None)
+
+
+def test_a_worker_dying_in_validation_every_time_ends_failed(h, model):
+    h.bucket.failures["config.json"] = SystemExit("the function ran out of memory")
+    with pytest.raises(SystemExit):
+        upload_all(h, model)
+    (record_id,) = h.store.rows
+    for _ in range(ATTEMPTS):
+        h.clock.advance(h.ctx.settings.lease_seconds + 1)
+        with contextlib.suppress(SystemExit):  # the worker "dies" again
+            reconcile(h.ctx)
+    failed = h.store.get(record_id)
+    assert failed.state is State.FAILED and failed.error["code"] == "ATTEMPTS_EXHAUSTED"
+    assert failed.history[-2].state is State.VALIDATING
+
+
+def test_vertex_unavailable_every_time_is_redelivered_then_fails(h, model):
+    record = upload_all(h, model)[-1]
+    busy = DeployError("Vertex AI answered UNAVAILABLE", "Retried.", "VERTEX_UNAVAILABLE", True)
+    h.deployer.failures = [busy] * ATTEMPTS
+    for _ in range(ATTEMPTS - 1):
+        with pytest.raises(DeployError):  # Pub/Sub delivers the message again
+            on_validated(h.ctx, record.id)
+    failed = on_validated(h.ctx, record.id)  # the last attempt is acknowledged
+    assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_UNAVAILABLE"
+    assert len(h.deployer.deploy_calls) == ATTEMPTS
+    assert h.events.states(record.id)[-2:] == ["DEPLOYING", "FAILED"]
+
+
+def test_a_verdict_too_large_for_a_record_ends_rejected(h, model, monkeypatch):
+    findings = tuple(warning("W", "y" * 200, f"f{n}") for n in range(10_000))
+    monkeypatch.setattr(upload, "validate_folder", lambda *a: Verdict(findings=findings))
+    record = upload_all(h, model)[-1]
+    assert record.state is State.REJECTED and record.error["code"] == "RECORD_TOO_LARGE"
+    assert record.validation is None
+    assert h.events.states(record.id)[-1] == "REJECTED"
+
+
+@pytest.mark.parametrize(
+    ("folder", "state"),
+    [("probe-a[b]", State.REJECTED), ("what?", State.REJECTED), ("名前 ü x", State.VALIDATED)],
+)
+def test_folder_names_vertex_cannot_take_are_rejected_with_a_hint(h, model, folder, state):
+    record = upload_all(h, model, name=folder)[-1]
+    assert record.state is state and record.model == folder
+    if state is State.REJECTED:
+        assert record.error["code"] == "FOLDER_NAME_UNSUPPORTED"
+        assert "Rename the folder" in record.error["hint"]
