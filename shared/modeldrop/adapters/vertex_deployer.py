@@ -16,6 +16,10 @@ from modeldrop.domain.deployment import Deployment
 from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
 from modeldrop.settings import Settings
 
+# "The name can be up to 128 characters long and can consist of any UTF-8 characters"
+# (aiplatform_v1beta1 types/endpoint.py and types/model.py, display_name).
+DISPLAY_NAME_CHARS = 128
+
 
 def deploy_request(
     deployment: Deployment, project: str, region: str, psc_allowlist: tuple[str, ...] = ()
@@ -30,7 +34,9 @@ def deploy_request(
     replicas = overrides.get("replicas", {})
     minimum = replicas.get("min", 1)
     endpoint_config: dict[str, Any] = {
-        "endpoint_display_name": overrides.get("endpoint_display_name", f"{deployment.model}"),
+        "endpoint_display_name": overrides.get(
+            "endpoint_display_name", deployment.model[:DISPLAY_NAME_CHARS]
+        ),
         "endpoint_user_id": deployment.endpoint_user_id,
         "dedicated_endpoint_enabled": True,
     }
@@ -57,7 +63,9 @@ def deploy_request(
         "destination": f"projects/{project}/locations/{region}",
         "custom_model": {"gcs_uri": deployment.gcs_uri},
         "model_config": {
-            "model_display_name": overrides.get("model_display_name", deployment.model),
+            "model_display_name": overrides.get(
+                "model_display_name", deployment.model[:DISPLAY_NAME_CHARS]
+            ),
             "model_user_id": deployment.model_user_id,
         },
         "endpoint_config": endpoint_config,

@@ -25,7 +25,21 @@ def expected_endpoint(ctx: Context, record: Deployment) -> str:
 
 def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
     """Look at a started deploy (its operation, or its endpoint after a crash-retry) and move
-    the record to DEPLOYED or FAILED when it is over. None while it is still running."""
+    the record to DEPLOYED or FAILED when it is over. None while it is still running.
+
+    A Vertex AI error while looking ends the record FAILED when it is permanent, or when it has
+    lasted past MAX_DEPLOY_TIME; a passing one is raised, to be looked at again next tick."""
+    try:
+        return _poll(ctx, record)
+    except DeployError as exc:
+        if exc.retryable and ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
+            raise
+        failed = advance(record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(),
+                         lease_expires_at=None)  # fmt: skip
+        return commit(ctx, failed)
+
+
+def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     now = ctx.clock()
     if record.operation:
         status = ctx.deployer.operation_status(record.operation)

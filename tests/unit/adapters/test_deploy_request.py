@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from google.cloud import aiplatform_v1beta1
 
-from modeldrop.adapters.vertex_deployer import deploy_request
+from modeldrop.adapters.vertex_deployer import DISPLAY_NAME_CHARS, deploy_request
 from modeldrop.domain.deployment import new_deployment
 
 AT = datetime(2026, 11, 24, tzinfo=UTC)
@@ -81,3 +81,12 @@ def test_operator_psc_allowlist_makes_every_endpoint_private_unless_the_folder_s
     assert body["endpoint_config"]["private_service_connect_config"]["project_allowlist"] == [
         "mine"
     ]
+
+
+def test_a_long_folder_name_is_cut_to_vertex_display_name_length():
+    long = "名" * 300
+    d = replace(new_deployment("bkt", f"models/{long}", "fp", 7, AT), machine=MACHINE)
+    body = deploy_request(d, "proj", "us-central1")
+    assert body["endpoint_config"]["endpoint_display_name"] == long[:DISPLAY_NAME_CHARS]
+    assert body["model_config"]["model_display_name"] == long[:DISPLAY_NAME_CHARS]
+    assert body["custom_model"]["gcs_uri"].endswith(long)  # the folder itself is untouched

@@ -111,6 +111,7 @@ class FakeDeployer:
     endpoints: dict[str, EndpointInfo] = field(default_factory=dict)
     operations: dict[str, OperationStatus] = field(default_factory=dict)
     failures: list[DeployError] = field(default_factory=list)
+    poll_failures: list[DeployError] = field(default_factory=list)  # raised by operation_status
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
@@ -142,6 +143,8 @@ class FakeDeployer:
             self.endpoints[name] = EndpointInfo(name, "127.0.0.1:9", ["42"])
 
     def operation_status(self, operation: str) -> OperationStatus:
+        if self.poll_failures:
+            raise self.poll_failures.pop(0)
         return self.operations[operation]
 
     def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:

@@ -15,6 +15,7 @@ from modeldrop.domain.findings import Verdict, warning
 from modeldrop.errors import AccessError
 from modeldrop.service import upload
 from modeldrop.service.deploy import on_validated
+from modeldrop.service.lifecycle import MAX_DEPLOY_TIME
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.upload import on_object_finalized
@@ -145,6 +146,29 @@ def test_vertex_unavailable_every_time_is_redelivered_then_fails(h, model):
     assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_UNAVAILABLE"
     assert len(h.deployer.deploy_calls) == ATTEMPTS
     assert h.events.states(record.id)[-2:] == ["DEPLOYING", "FAILED"]
+
+
+def test_a_permanent_error_watching_a_deploy_ends_failed(h, model):
+    record = upload_all(h, model)[-1]
+    on_validated(h.ctx, record.id)
+    denied = DeployError("Permission denied on the operation", "Grant the role.", "VERTEX_DENIED")
+    h.deployer.poll_failures = [denied]
+    reconcile(h.ctx)
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_DENIED"
+
+
+def test_a_passing_error_watching_a_deploy_is_retried_until_the_deploy_time_is_up(h, model):
+    record = upload_all(h, model)[-1]
+    on_validated(h.ctx, record.id)
+    busy = DeployError("Vertex AI answered UNAVAILABLE", "Retried.", "VERTEX_UNAVAILABLE", True)
+    h.deployer.poll_failures = [busy, busy]
+    assert record.id in reconcile(h.ctx).errors  # looked at again next tick
+    assert h.store.get(record.id).state is State.DEPLOYING
+    h.clock.advance(MAX_DEPLOY_TIME.total_seconds() + 1)
+    reconcile(h.ctx)
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_UNAVAILABLE"
 
 
 def test_a_verdict_too_large_for_a_record_ends_rejected(h, model, monkeypatch):
