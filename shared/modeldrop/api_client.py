@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -55,8 +56,9 @@ class ApiClient:
     def _lookup(self, target: str | None) -> tuple[int, Any]:
         if target is None:
             return self.get("/v1/deployments?limit=50")
-        code, body = self.get(f"/v1/deployments/{target}")
-        return self.get(f"/v1/models/{target}") if code == 404 else (code, body)
+        quoted = quote(target, safe="")  # a name with '/', '?' or '#' stays one path segment
+        code, body = self.get(f"/v1/deployments/{quoted}")
+        return self.get(f"/v1/models/{quoted}") if code == 404 else (code, body)
 
     def status(self, target: str | None) -> dict[str, Any]:
         """All deployments, or one by deployment id or model name."""

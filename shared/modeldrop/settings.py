@@ -22,10 +22,24 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _json_object(text: str) -> dict[str, Any] | None:
+MACHINE_SPEC_FIELDS = {"machine_type": str, "accelerator_type": str, "accelerator_count": int}
+
+
+def _machine_spec(text: str) -> dict[str, Any] | None:
+    """A JSON machine spec with exactly its three fields, or None when empty."""
     value = json.loads(text) if text.strip() else None
-    if value is not None and not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {text!r}")
+    if value is None:
+        return None
+    if not (
+        isinstance(value, dict)
+        and set(value) == set(MACHINE_SPEC_FIELDS)
+        and all(type(value[k]) is kind for k, kind in MACHINE_SPEC_FIELDS.items())
+        and value["accelerator_count"] >= 1
+    ):
+        raise ValueError(
+            f"expected a JSON object with exactly {', '.join(MACHINE_SPEC_FIELDS)} "
+            f"(accelerator_count a positive integer), got {text[:200]!r}"
+        )
     return value
 
 
@@ -119,7 +133,7 @@ SETTINGS: dict[str, Setting] = {
     "default_machine_spec": Setting(
         "MODELDROP_DEFAULT_MACHINE_SPEC",
         "",
-        _json_object,
+        _machine_spec,
         'JSON {"machine_type", "accelerator_type", "accelerator_count"} used instead of the '
         "recommendation when it fits (a folder's modeldrop.yaml still wins)",
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 
 import pytest
@@ -93,3 +94,17 @@ def test_the_api_function_does_not_start_with_an_empty_token_list():
     env["MODELDROP_API_TOKENS"] = "secret-1"
     started = subprocess.run([sys.executable, "-c", code], cwd=functions, env=env)
     assert started.returncode == 0
+
+
+def test_default_machine_spec_is_checked_when_read():
+    spec = {
+        "machine_type": "g2-standard-8",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    }
+    env = {"MODELDROP_DEFAULT_MACHINE_SPEC": json.dumps(spec)}
+    assert Settings.from_env(env).default_machine_spec == spec
+    assert Settings.from_env({}).default_machine_spec is None
+    for bad in ({**spec, "gpus": 2}, {**spec, "accelerator_count": "1"}, [spec], "x"):
+        with pytest.raises(SettingError, match="MODELDROP_DEFAULT_MACHINE_SPEC cannot be used"):
+            Settings.from_env({"MODELDROP_DEFAULT_MACHINE_SPEC": json.dumps(bad)})

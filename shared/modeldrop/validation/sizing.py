@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from modeldrop.domain.findings import Finding, MachineSpec, error, info
+from modeldrop.domain.findings import Finding, MachineSpec, error, excerpt, info
 
 GIB = 2**30
 
@@ -108,8 +108,8 @@ def check_requested(
         return [
             error(
                 "MACHINE_UNKNOWN",
-                f"machine_type {spec.machine_type!r} is not a Vertex AI GPU serving machine this "
-                f"tool knows. Known: {known}.",
+                f"machine_type {excerpt(spec.machine_type)} is not a Vertex AI GPU serving "
+                f"machine this tool knows. Known: {known}.",
                 file,
                 "Pick one of the known machine types, or remove machine_spec to use the "
                 "recommendation.",
