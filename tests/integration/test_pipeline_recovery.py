@@ -271,7 +271,7 @@ def test_pubsub_restart_mid_flow_loses_no_deployment(
         # back: at least once, and every copy names this deployment
         queued = h.deploy_queued()
         assert queued and {d.id for d in queued} == {record.id}
-        deployed = h.until(record.id, State.DEPLOYED)
+        h.until(record.id, State.DEPLOYED)
         events = {m.attributes["state"] for m in h.pull(h.settings.events_topic)}
         assert {"VALIDATED", "DEPLOYING", "DEPLOYED"} <= events
     finally:
