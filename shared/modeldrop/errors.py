@@ -34,12 +34,8 @@ class UsageError(ModeldropError):
     code = "USAGE_ERROR"
 
 
-class InputError(ValueError):
-    """Input that cannot be used (a broken file, a malformed document): a stable code, what was
-    found, what to do. Parsers raise it; validation turns it into a finding."""
+class InputError(ModeldropError, ValueError):
+    """Input that cannot be used (a broken file, a malformed document): parsers raise it with
+    the stable code of the finding validation turns it into."""
 
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
+    code = "INPUT_INVALID"

@@ -97,11 +97,18 @@ def handle(request: Request, ctx: Context | None = None) -> Response:
     try:
         if route is None:
             if known:
-                raise ApiError(405, "METHOD_NOT_ALLOWED",
-                               f"Method {excerpt(request.method)} is not allowed here.",
-                               "See GET /openapi.json for the routes.")  # fmt: skip
-            raise ApiError(404, "NO_SUCH_ROUTE", f"No route {excerpt(request.path)}.",
-                           "See GET /openapi.json for the routes.")  # fmt: skip
+                raise ApiError(
+                    f"Method {excerpt(request.method)} is not allowed here.",
+                    "See GET /openapi.json for the routes.",
+                    code="METHOD_NOT_ALLOWED",
+                    status=405,
+                )
+            raise ApiError(
+                f"No route {excerpt(request.path)}.",
+                "See GET /openapi.json for the routes.",
+                code="NO_SUCH_ROUTE",
+                status=404,
+            )
         ctx = ctx or _context()
         check_bearer(request.headers.get("Authorization"), ctx.settings.api_tokens, request.path)
         result = _handlers(ctx, request)[route.name](**known_keys(params))
@@ -115,10 +122,15 @@ def handle(request: Request, ctx: Context | None = None) -> Response:
         response = _error(exc, route)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        failure = ApiError(500, "INTERNAL", "The api failed unexpectedly.", "Try again; see logs.")
+        failure = ApiError(
+            "The api failed unexpectedly.", "Try again; see logs.", code="INTERNAL", status=500
+        )
         response = _error(failure, route)
     log.info(
-        "%s %s -> %d", request.method, request.path, response.status_code,
+        "%s %s -> %d",
+        request.method,
+        request.path,
+        response.status_code,
         extra={"duration_ms": round((time.perf_counter() - started) * 1000, 1)},
-    )  # fmt: skip
+    )
     return response

@@ -20,8 +20,8 @@ def check_bearer(authorization: str | None, tokens: tuple[str, ...], path: str) 
         matched |= hmac.compare_digest(given, token.encode())
     if not matched:
         raise ApiError(
-            401,
-            "UNAUTHENTICATED",
             "A valid bearer token is required.",
             "Send 'Authorization: Bearer <token>' with one of the tokens in MODELDROP_API_TOKENS.",
+            code="UNAUTHENTICATED",
+            status=401,
         )

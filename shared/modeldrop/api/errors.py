@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from modeldrop.domain.findings import excerpt
+from modeldrop.errors import ModeldropError
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, hint: str = "", **extra: Any):
-        super().__init__(message)
+class ApiError(ModeldropError):
+    """A request the api answers with an error: the base error's message, hint and code, plus
+    the HTTP `status` and any `extra` fields of the JSON body."""
+
+    def __init__(
+        self, message: str, hint: str = "", code: str | None = None, *, status: int, **extra: Any
+    ) -> None:
+        super().__init__(message, hint, code)
         self.status = status
-        self.code = code
-        self.message = message
-        self.hint = hint
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -29,10 +32,18 @@ class ApiError(Exception):
 
 
 def no_deployment(deployment_id: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"Deployment {excerpt(deployment_id)} does not exist.",
-                    "List them with GET /v1/deployments.")  # fmt: skip
+    return ApiError(
+        f"Deployment {excerpt(deployment_id)} does not exist.",
+        "List them with GET /v1/deployments.",
+        code="NOT_FOUND",
+        status=404,
+    )
 
 
 def no_model(name: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"Model {excerpt(name)} does not exist.",
-                    "Upload it to the bucket under the models/ folder.")  # fmt: skip
+    return ApiError(
+        f"Model {excerpt(name)} does not exist.",
+        "Upload it to the bucket under the models/ folder.",
+        code="NOT_FOUND",
+        status=404,
+    )

@@ -18,10 +18,14 @@ from modeldrop.domain.findings import excerpt
 from modeldrop.service.context import Context
 
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-    409: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_error",
-}  # fmt: skip
+}
 
 
 def error_body(error: ApiError) -> dict[str, Any]:
@@ -44,20 +48,29 @@ def list_models(ctx: Context) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [
-            {"id": name, "object": "model", "created": int(record.created_at.timestamp()),
-             "owned_by": "modeldrop", "deployment_id": record.id}
+            {
+                "id": name,
+                "object": "model",
+                "created": int(record.created_at.timestamp()),
+                "owned_by": "modeldrop",
+                "deployment_id": record.id,
+            }
             for name, record in sorted(newest.items())
         ],
-    }  # fmt: skip
+    }
 
 
 def resolve(ctx: Context, model: Any) -> Deployment:
     """The DEPLOYED record a request's `model` names (deployment id, else model name); a string
     that can be neither is unknown without asking the store."""
     if not isinstance(model, str) or not model:
-        raise ApiError(400, "MODEL_REQUIRED", 'The body needs "model": a model name or a '
-                       f"deployment id (a string), not {excerpt(model)}.",
-                       "List the names with GET /v1/models.")  # fmt: skip
+        raise ApiError(
+            'The body needs "model": a model name or a '
+            f"deployment id (a string), not {excerpt(model)}.",
+            "List the names with GET /v1/models.",
+            code="MODEL_REQUIRED",
+            status=400,
+        )
     if not valid_name(model):
         raise unknown_model(model)
     cache = proxy.deployed_cache(ctx)
@@ -76,8 +89,12 @@ def resolve(ctx: Context, model: Any) -> Deployment:
 
 
 def unknown_model(model: str) -> ApiError:
-    return ApiError(404, "MODEL_NOT_FOUND", f"The model {excerpt(model)} does not exist.",
-                    "List the names with GET /v1/models.")  # fmt: skip
+    return ApiError(
+        f"The model {excerpt(model)} does not exist.",
+        "List the names with GET /v1/models.",
+        code="MODEL_NOT_FOUND",
+        status=404,
+    )
 
 
 def chat_completions(ctx: Context, body: dict[str, Any]) -> Response | dict[str, Any]:

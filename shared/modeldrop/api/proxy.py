@@ -49,12 +49,18 @@ def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise too_deep() from None
     except ValueError as exc:  # bad syntax, or bytes that are not UTF-8
         raise ApiError(
-            400, "MALFORMED_JSON", f"The request body is not valid JSON: {exc}.",
+            f"The request body is not valid JSON: {exc}.",
             "Send a JSON object with Content-Type: application/json.",
-        ) from None  # fmt: skip
+            code="MALFORMED_JSON",
+            status=400,
+        ) from None
     if not isinstance(body, dict):
-        raise ApiError(400, "MALFORMED_JSON", "The request body must be a JSON object.",
-                       "See GET /openapi.json for the body of this route.")  # fmt: skip
+        raise ApiError(
+            "The request body must be a JSON object.",
+            "See GET /openapi.json for the body of this route.",
+            code="MALFORMED_JSON",
+            status=400,
+        )
     if _deeper_than(body, MAX_DEPTH):
         raise too_deep()
     return body
@@ -93,19 +99,30 @@ def _deeper_than(body: dict[str, Any], limit: int) -> bool:
 
 
 def too_deep() -> ApiError:
-    return ApiError(400, "BODY_TOO_DEEP",
-                    f"The request body nests arrays and objects more than {MAX_DEPTH} deep.",
-                    "Send a flatter body: a chat request needs a handful of levels.")  # fmt: skip
+    return ApiError(
+        f"The request body nests arrays and objects more than {MAX_DEPTH} deep.",
+        "Send a flatter body: a chat request needs a handful of levels.",
+        code="BODY_TOO_DEEP",
+        status=400,
+    )
 
 
 def bad_number(found: str) -> ApiError:
-    return ApiError(400, "BAD_NUMBER", f"The request body holds {found}.",
-                    f"Send finite numbers, integers of at most {MAX_DIGITS} digits.")  # fmt: skip
+    return ApiError(
+        f"The request body holds {found}.",
+        f"Send finite numbers, integers of at most {MAX_DIGITS} digits.",
+        code="BAD_NUMBER",
+        status=400,
+    )
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes.",
-                    "Send a shorter prompt, or raise MODELDROP_MAX_BODY_BYTES.")  # fmt: skip
+    return ApiError(
+        f"The request body is larger than {limit} bytes.",
+        "Send a shorter prompt, or raise MODELDROP_MAX_BODY_BYTES.",
+        code="BODY_TOO_LARGE",
+        status=413,
+    )
 
 
 def deployed_cache(ctx: Context) -> DeployedCache:
@@ -130,8 +147,13 @@ def require_deployed(record: Deployment) -> Deployment:
             State.REJECTED: "Validation rejected the upload; see its findings.",
             State.FAILED: "The deploy failed; see its error and hint.",
         }.get(record.state, "Only DEPLOYED deployments answer queries.")
-        raise ApiError(409, "NOT_DEPLOYED", f"Deployment {record.id} is {record.state}.", hint,
-                       state=str(record.state))  # fmt: skip
+        raise ApiError(
+            f"Deployment {record.id} is {record.state}.",
+            hint,
+            code="NOT_DEPLOYED",
+            status=409,
+            state=str(record.state),
+        )
     return record
 
 
@@ -141,18 +163,28 @@ def upstream_failure(ctx: Context, record: Deployment, exc: ModeldropError) -> A
     if isinstance(exc, UpstreamUnreachable) or getattr(exc, "status", None) == 404:
         deployed_cache(ctx).drop(record.id)
     if isinstance(exc, UpstreamTimeout):
-        return ApiError(504, "UPSTREAM_TIMEOUT", exc.message, exc.hint)
+        return ApiError(exc.message, exc.hint, code="UPSTREAM_TIMEOUT", status=504)
     if isinstance(exc, UpstreamError):
         body = exc.body[:4000].decode("utf-8", "replace")
         if exc.status in CLIENT_ERRORS:  # the request was refused: the caller's to fix
-            return ApiError(exc.status, "UPSTREAM_REJECTED",
-                            f"The model endpoint refused the request (HTTP {exc.status}).",
-                            "See upstream_body for the reason, fix the request and send it again.",
-                            upstream_status=exc.status, upstream_body=body)  # fmt: skip
-        return ApiError(502, "UPSTREAM_ERROR", f"The model endpoint answered HTTP {exc.status}.",
-                        exc.hint, upstream_status=exc.status, upstream_body=body)  # fmt: skip
+            return ApiError(
+                f"The model endpoint refused the request (HTTP {exc.status}).",
+                "See upstream_body for the reason, fix the request and send it again.",
+                code="UPSTREAM_REJECTED",
+                status=exc.status,
+                upstream_status=exc.status,
+                upstream_body=body,
+            )
+        return ApiError(
+            f"The model endpoint answered HTTP {exc.status}.",
+            exc.hint,
+            code="UPSTREAM_ERROR",
+            status=502,
+            upstream_status=exc.status,
+            upstream_body=body,
+        )
     if isinstance(exc, UpstreamUnreachable):
-        return ApiError(502, "UPSTREAM_UNREACHABLE", exc.message, exc.hint)
+        return ApiError(exc.message, exc.hint, code="UPSTREAM_UNREACHABLE", status=502)
     raise exc
 
 
@@ -211,6 +243,8 @@ def _require_instances(body: dict[str, Any]) -> None:
         isinstance(instances, list) and instances and all(isinstance(i, dict) for i in instances)
     ):
         raise ApiError(
-            400, "BAD_INSTANCES", 'The body needs "instances": a non-empty list of objects.',
+            'The body needs "instances": a non-empty list of objects.',
             'For example {"instances": [{"prompt": "Hello", "max_tokens": 64}]}.',
-        )  # fmt: skip
+            code="BAD_INSTANCES",
+            status=400,
+        )

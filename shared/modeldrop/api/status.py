@@ -12,7 +12,7 @@ from modeldrop.api.errors import ApiError, no_deployment, no_model
 from modeldrop.api.keys import MAX_BYTES, valid_name
 from modeldrop.api.proxy import deployed_cache
 from modeldrop.api.views import status_body
-from modeldrop.domain.deployment import Deployment, State
+from modeldrop.domain.deployment import ActionRefused, Deployment, State
 from modeldrop.domain.findings import excerpt
 from modeldrop.errors import UsageError
 from modeldrop.service.context import Context
@@ -39,9 +39,11 @@ def single_values(query: Mapping[str, list[str]]) -> dict[str, str]:
     for key, values in query.items():
         if len(values) > 1:
             raise ApiError(
-                400, "BAD_QUERY", f"The query gives {excerpt(key)} {len(values)} times.",
+                f"The query gives {excerpt(key)} {len(values)} times.",
                 "Give each parameter once; several states go in one: ?state=DEPLOYED,FAILED.",
-            )  # fmt: skip
+                code="BAD_QUERY",
+                status=400,
+            )
     return {key: values[0] for key, values in query.items()}
 
 
@@ -51,23 +53,31 @@ def list_deployments(ctx: Context, query: Mapping[str, list[str]], base_url: str
     unknown = [s for s in states if s not in State.__members__]
     if unknown:
         raise ApiError(
-            400, "BAD_FILTER", f"Unknown state {excerpt(unknown[0])}.",
+            f"Unknown state {excerpt(unknown[0])}.",
             f"Use one or more of {', '.join(State)} (comma separated).",
-        )  # fmt: skip
+            code="BAD_FILTER",
+            status=400,
+        )
     model = args.get("model") or None
     if model is not None and not valid_name(model):
         raise ApiError(
-            400, "BAD_FILTER", f"model {excerpt(model)} cannot be a model name.",
+            f"model {excerpt(model)} cannot be a model name.",
             f"A model name is a folder's name: at most {MAX_BYTES} bytes.",
-        )  # fmt: skip
+            code="BAD_FILTER",
+            status=400,
+        )
     text = args.get("limit", "50")
     try:
         limit = int(text)
     except ValueError:  # not an integer, or more digits than Python converts
         limit = 0
     if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "BAD_LIMIT", f"limit must be an integer in 1..{MAX_PAGE}, not "
-                       f"{excerpt(text)}.", "For example ?limit=50.")  # fmt: skip
+        raise ApiError(
+            f"limit must be an integer in 1..{MAX_PAGE}, not {excerpt(text)}.",
+            "For example ?limit=50.",
+            code="BAD_LIMIT",
+            status=400,
+        )
     try:
         page, token = ctx.store.list(
             states=tuple(State(s) for s in states),
@@ -77,10 +87,10 @@ def list_deployments(ctx: Context, query: Mapping[str, list[str]], base_url: str
         )
     except UsageError as exc:
         raise ApiError(
-            400,
-            "BAD_PAGE_TOKEN",
             f"page_token {excerpt(args['page_token'])} is not one this api handed out.",
             "Pass the next_page_token of the previous page unchanged.",
+            code="BAD_PAGE_TOKEN",
+            status=400,
         ) from exc
     return {
         "deployments": [status_body(d, base_url) for d in page],
@@ -124,16 +134,16 @@ def delete_deployment(
     deployed_cache(ctx).drop(record.id)
     try:
         result = start_delete(ctx, record)
-    except ValueError:
+    except ActionRefused as exc:
         raise ApiError(
-            409, "DEPLOY_IN_PROGRESS", f"Deployment {record.id} is still DEPLOYING.",
-            "Vertex AI cannot undeploy mid-deploy; delete it once it is DEPLOYED or FAILED.",
-            state=str(record.state),
-        ) from None  # fmt: skip
+            exc.message, exc.hint, code=exc.code, status=409, state=str(record.state)
+        ) from None
     except DeployError as exc:  # the undeploy goes on at the next reconcile tick
         log.warning("undeploy step failed: %s", exc.code, extra={"deployment_id": record.id})
         result = ctx.store.get(record.id)
     if result is None:
-        raise ApiError(409, "CONFLICT", f"Deployment {record.id} changed meanwhile.", "Try again.")
+        raise ApiError(
+            f"Deployment {record.id} changed meanwhile.", "Try again.", code="CONFLICT", status=409
+        )
     code = 202 if result.state is State.UNDEPLOYING else 200
     return status_body(result, base_url), code

@@ -46,6 +46,12 @@ class InvalidTransition(ModeldropError):
     code = "INVALID_TRANSITION"
 
 
+class ActionRefused(ModeldropError):
+    """An action the deployment's state does not allow yet (say, DELETE while DEPLOYING)."""
+
+    code = "ACTION_REFUSED"
+
+
 @dataclass(frozen=True)
 class Transition:
     state: State

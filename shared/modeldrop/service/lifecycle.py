@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from modeldrop.domain.deployment import Deployment, State, advance
+from modeldrop.domain.deployment import ActionRefused, Deployment, State, advance
 from modeldrop.service.context import Context
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit
@@ -95,7 +95,7 @@ def start_delete(ctx: Context, record: Deployment) -> Deployment | None:
     """DELETE of a deployment: undeploy a served (or failed) one, cancel one not yet deploying.
 
     Returns the record as it now stands; None when someone else changed it first. Raises
-    DeployError when Vertex AI refuses, and ValueError when the state allows no delete yet.
+    DeployError when Vertex AI refuses, and ActionRefused when the state allows no delete yet.
     """
     if record.state in (State.DEPLOYED, State.FAILED):
         undeploying = commit(ctx, advance(record, State.UNDEPLOYING, ctx.clock(), "DELETE"))
@@ -103,5 +103,9 @@ def start_delete(ctx: Context, record: Deployment) -> Deployment | None:
     if record.state in CANCELLABLE:
         return commit(ctx, advance(record, State.SUPERSEDED, ctx.clock(), "cancelled by DELETE"))
     if record.state is State.DEPLOYING:
-        raise ValueError("DEPLOYING")
+        raise ActionRefused(
+            f"Deployment {record.id} is still DEPLOYING.",
+            "Vertex AI cannot undeploy mid-deploy; delete it once it is DEPLOYED or FAILED.",
+            code="DEPLOY_IN_PROGRESS",
+        )
     return record  # UNDEPLOYING goes on by itself; the rest has nothing left to delete

@@ -34,32 +34,32 @@ def parse_index(data: bytes) -> dict[str, str]:
     entries, shards_limit = limits["index_entries"], limits["safetensors_files"]
     if data.count(b",") > entries:
         raise IndexFileError(
-            "INDEX_TOO_LARGE",
             f"holds more than {entries} JSON values; modeldrop reads indexes of at most "
             f"{entries} tensors (the largest supported base model has about 92,000)",
             INDEX_HINT,
+            code="INDEX_TOO_LARGE",
         )
     try:
         document: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise IndexFileError(
-            "INDEX_INVALID", f"is not valid UTF-8 JSON ({type(exc).__name__})", INDEX_HINT
+            f"is not valid UTF-8 JSON ({type(exc).__name__})", INDEX_HINT, code="INDEX_INVALID"
         ) from None
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
     ):
         raise IndexFileError(
-            "INDEX_INVALID",
             "has no 'weight_map' object mapping tensor names to shard file names",
             INDEX_HINT,
+            code="INDEX_INVALID",
         )
     shards = len(set(weight_map.values()))
     if shards > shards_limit:
         raise IndexFileError(
-            "INDEX_TOO_LARGE",
             f"names {shards} shards; modeldrop reads at most {shards_limit} per folder",
             "Save the model with larger shards (save_pretrained(max_shard_size='10GB')).",
+            code="INDEX_TOO_LARGE",
         )
     return weight_map
 

@@ -64,9 +64,9 @@ def _loads(data: bytes) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(
-            "CONFIG_INVALID_JSON",
             f"config.json is not valid UTF-8 JSON ({type(exc).__name__}: {str(exc)[:120]})",
             SAVE_HINT,
+            code="CONFIG_INVALID_JSON",
         ) from None
 
 
@@ -77,10 +77,10 @@ def _int_field(source: dict[str, Any], key: str) -> int | None:
     low = 0 if key in MAY_BE_ZERO else 1
     if type(value) is not int or not low <= value <= MAX_FIELD_VALUE:
         raise ConfigError(
-            "CONFIG_FIELD_INVALID",
             f"config.json field {key!r} is {excerpt(value)}; expected an integer from {low} to "
             f"{MAX_FIELD_VALUE}",
             SAVE_HINT,
+            code="CONFIG_FIELD_INVALID",
         )
     return value
 
@@ -94,25 +94,25 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
     document = _loads(data)
     if not isinstance(document, dict):
         raise ConfigError(
-            "CONFIG_NOT_OBJECT",
             f"config.json holds a JSON {type(document).__name__}, not an object",
             SAVE_HINT,
+            code="CONFIG_NOT_OBJECT",
         )
     architectures = document.get("architectures")
     model_type = document.get("model_type")
     if not (isinstance(architectures, list) and architectures and _name(architectures[0])):
         raise ConfigError(
-            "CONFIG_NO_ARCHITECTURE",
             f"config.json 'architectures' is {excerpt(architectures)}; expected a list naming "
             f'the model class (at most {MAX_NAME_CHARS} characters), such as ["LlamaForCausalLM"]',
             SAVE_HINT,
+            code="CONFIG_NO_ARCHITECTURE",
         )
     if not _name(model_type):
         raise ConfigError(
-            "CONFIG_NO_MODEL_TYPE",
             f"config.json 'model_type' is {excerpt(model_type)}; expected a short string such "
             'as "llama"',
             SAVE_HINT,
+            code="CONFIG_NO_MODEL_TYPE",
         )
     text = next((document[k] for k in TEXT_CONFIG_KEYS if isinstance(document.get(k), dict)), None)
     source = {**document, **text} if text else document
@@ -122,9 +122,9 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
     missing = [key for key in REQUIRED_FIELDS if key not in fields]
     if missing:
         raise ConfigError(
-            "CONFIG_FIELD_MISSING",
             f"config.json lacks {', '.join(missing)}, needed to identify the architecture",
             SAVE_HINT,
+            code="CONFIG_FIELD_MISSING",
         )
     quantization, quantization_key = None, None
     for key in quantization_keys:

@@ -69,24 +69,24 @@ def header_length(prefix: bytes, file_size: int) -> int:
     """The declared header length, bounded before anything is allocated."""
     if file_size < 8 or len(prefix) < 8:
         raise HeaderError(
-            "SAFETENSORS_TOO_SHORT",
             f"the file is {file_size} bytes, too short to hold a safetensors header",
             REPAIR_HINT,
+            code="SAFETENSORS_TOO_SHORT",
         )
     (length,) = struct.unpack("<Q", prefix[:8])
     if length == 0 or length > MAX_HEADER_BYTES:
         raise HeaderError(
-            "SAFETENSORS_HEADER_TOO_LARGE",
             f"the header declares {length} bytes of JSON; a valid header is 1 byte to "
             f"{MAX_HEADER_BYTES // 2**20} MiB",
             "The file is corrupt or not a safetensors file. " + REPAIR_HINT,
+            code="SAFETENSORS_HEADER_TOO_LARGE",
         )
     if 8 + length > file_size:
         raise HeaderError(
-            "SAFETENSORS_TRUNCATED",
             f"the header declares {length} bytes but the file has only {file_size - 8} "
             "after the length prefix",
             "The upload was cut short. " + REPAIR_HINT,
+            code="SAFETENSORS_TRUNCATED",
         )
     return length
 
@@ -96,7 +96,9 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in seen:
             raise HeaderError(
-                "SAFETENSORS_HEADER_INVALID", f"tensor {excerpt(key)} appears twice", REPAIR_HINT
+                f"tensor {excerpt(key)} appears twice",
+                REPAIR_HINT,
+                code="SAFETENSORS_HEADER_INVALID",
             )
         seen[key] = value
     return seen
@@ -110,25 +112,27 @@ def _ints_within(values: list[Any], bound: int) -> bool:
 def _tensor(name: str, entry: Any, widths: dict[str, int]) -> TensorInfo:
     if not isinstance(entry, dict):
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID", f"tensor {excerpt(name)} is not an object", REPAIR_HINT
+            f"tensor {excerpt(name)} is not an object",
+            REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         )
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     bits = widths.get(dtype) if isinstance(dtype, str) else None
     if bits is None:
         raise HeaderError(
-            "SAFETENSORS_UNKNOWN_DTYPE",
             f"tensor {excerpt(name)} has dtype {excerpt(dtype)}; known dtypes are "
             + ", ".join(sorted(dtype_bits())),
             REPAIR_HINT,
+            code="SAFETENSORS_UNKNOWN_DTYPE",
         )
     if not (
         isinstance(shape, list) and len(shape) <= MAX_DIMS and _ints_within(shape, MAX_DIMENSION)
     ):
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID",
             f"tensor {excerpt(name)} has shape {excerpt(shape)}; expected a list of at most "
             f"{MAX_DIMS} integers from 0 to 2**40",
             REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         )
     if not (
         isinstance(offsets, list)
@@ -137,19 +141,19 @@ def _tensor(name: str, entry: Any, widths: dict[str, int]) -> TensorInfo:
         and offsets[0] <= offsets[1]
     ):
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID",
             f"tensor {excerpt(name)} has data_offsets {excerpt(offsets)}; expected [begin, end] "
             "with 0 <= begin <= end < 2**64",
             REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         )
     start, end = offsets
     expected = (math.prod(shape) * bits + 7) // 8  # exact: ceil(elements * bits / 8)
     if end - start != expected:
         raise HeaderError(
-            "SAFETENSORS_TENSOR_SIZE_MISMATCH",
             f"tensor {excerpt(name)} ({dtype} {shape}) needs {expected} bytes but its offsets "
             f"span {end - start}",
             REPAIR_HINT,
+            code="SAFETENSORS_TENSOR_SIZE_MISMATCH",
         )
     return TensorInfo(name, dtype, tuple(shape), start, end)
 
@@ -163,18 +167,18 @@ def _check_size(raw: bytes) -> None:
     tensors = tensor_count_bound(raw)
     if tensors > MAX_TENSORS:
         raise HeaderError(
-            "SAFETENSORS_TOO_MANY_TENSORS",
             f"the header declares about {tensors} tensors; modeldrop reads at most "
             f"{MAX_TENSORS} per file",
             "Save the model in shards: save_pretrained(max_shard_size='5GB').",
+            code="SAFETENSORS_TOO_MANY_TENSORS",
         )
     values = raw.count(b",")
     if values > MAX_JSON_VALUES:
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID",
             f"the header holds more than {MAX_JSON_VALUES} JSON values ({values} commas); a "
             f"header of {MAX_TENSORS} tensors needs fewer",
             REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         )
 
 
@@ -201,15 +205,15 @@ def parse_header(raw: bytes, length: int, file_size: int) -> SafetensorsHeader:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID",
             f"the header is not valid UTF-8 JSON ({type(exc).__name__})",
             REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         ) from None
     if not isinstance(document, dict):
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID",
             f"the header is a JSON {type(document).__name__}, not an object",
             REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         )
     metadata = document.pop("__metadata__", {})
     if not (
@@ -217,7 +221,9 @@ def parse_header(raw: bytes, length: int, file_size: int) -> SafetensorsHeader:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise HeaderError(
-            "SAFETENSORS_HEADER_INVALID", "__metadata__ must map strings to strings", REPAIR_HINT
+            "__metadata__ must map strings to strings",
+            REPAIR_HINT,
+            code="SAFETENSORS_HEADER_INVALID",
         )
     widths = dtype_bits()
     tensors = {name: _tensor(name, entry, widths) for name, entry in document.items()}
@@ -225,33 +231,33 @@ def parse_header(raw: bytes, length: int, file_size: int) -> SafetensorsHeader:
     for tensor in sorted(tensors.values(), key=lambda t: (t.start, t.end)):
         if tensor.start < position:
             raise HeaderError(
-                "SAFETENSORS_OFFSETS_OVERLAP",
                 f"tensor {excerpt(tensor.name)} starts at byte {tensor.start}, inside the "
                 "previous tensor",
                 REPAIR_HINT,
+                code="SAFETENSORS_OFFSETS_OVERLAP",
             )
         if tensor.start > position:
             raise HeaderError(
-                "SAFETENSORS_OFFSETS_GAP",
                 f"tensor {excerpt(tensor.name)} starts at byte {tensor.start}, leaving "
                 f"{tensor.start - position} unused bytes before it",
                 REPAIR_HINT,
+                code="SAFETENSORS_OFFSETS_GAP",
             )
         position = tensor.end
     expected_size = 8 + length + position
     if file_size < expected_size:
         raise HeaderError(
-            "SAFETENSORS_TRUNCATED",
             f"the file is {file_size} bytes but its header describes {expected_size}; "
             f"{expected_size - file_size} bytes are missing",
             "The upload was cut short. " + REPAIR_HINT,
+            code="SAFETENSORS_TRUNCATED",
         )
     if file_size > expected_size:
         raise HeaderError(
-            "SAFETENSORS_PADDED",
             f"the file is {file_size} bytes but its header describes {expected_size}; "
             f"{file_size - expected_size} bytes follow the last tensor",
             REPAIR_HINT,
+            code="SAFETENSORS_PADDED",
         )
     return SafetensorsHeader(length, tensors, metadata)
 
@@ -278,9 +284,9 @@ def read_rest(folder: Folder, file: FileInfo, prefix: HeaderPrefix) -> bytes:
         raw += folder.read_range(file.name, 8 + len(raw), length - len(raw))
     if len(raw) < length:
         raise HeaderError(
-            "SAFETENSORS_TRUNCATED",
             f"the header declares {length} bytes but only {len(raw)} could be read",
             REPAIR_HINT,
+            code="SAFETENSORS_TRUNCATED",
         )
     return raw
 
