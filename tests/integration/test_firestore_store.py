@@ -381,22 +381,6 @@ FOREIGN_TOKENS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(params=["firestore", "fake"])
-def any_store(request: pytest.FixtureRequest) -> Any:
-    """The real store, then the unit tests' fake: both must keep the same contract."""
-    if request.param == "fake":
-        from tests.unit.service.fakes import FakeStore
-
-        return FakeStore()
-    return request.getfixturevalue("store")
-
-
-@pytest.mark.parametrize("page_token", FOREIGN_TOKENS, ids=range(len(FOREIGN_TOKENS)))
-def test_a_page_token_no_store_handed_out_is_a_usage_error(any_store: Any, page_token: str) -> None:
-    with pytest.raises(UsageError, match="page_token"):
-        any_store.list(page_token=page_token)
-
-
 # ids and names outside modeldrop.api.keys; Firestore raises on most of them when asked
 UNUSABLE = ["a" * 2000, "é" * 600, "", ".", "..", "__x__", "a/b", "\ud800"]
 

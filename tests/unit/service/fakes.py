@@ -42,6 +42,8 @@ class FakeStore:
         return replace(row[0], etag=str(row[1])) if row else None
 
     def replace(self, deployment: Deployment) -> Deployment | None:
+        if deployment.etag is None:  # as the real store: a record must be read before written
+            raise ValueError(f"deployment {deployment.id} has no etag: read it with get() first")
         row = self.rows.get(deployment.id)
         if row is None or str(row[1]) != deployment.etag:
             return None
@@ -74,7 +76,7 @@ class FakeStore:
 
     def latest_for_model(self, model: str) -> Deployment | None:
         records = [self.get(i) for i in self.rows if self.rows[i][0].model == model]
-        return max(records, key=lambda d: d.revision, default=None)
+        return max(records, key=lambda d: (d.revision, d.created_at), default=None)
 
 
 class FakeEvents:
