@@ -122,11 +122,11 @@ def test_deploy_sends_the_json_the_api_expects(emulator, deployed):
     assert sent["customModel"] == {"gcsUri": d.gcs_uri}
     assert sent["modelConfig"] == {
         "modelDisplayName": "tiny adapter model",
-        "modelUserId": d.model_user_id,
+        "modelUserId": d.vertex_id,
     }
     assert sent["endpointConfig"] == {
         "endpointDisplayName": "tiny-adapter-endpoint", "dedicatedEndpointEnabled": True,
-        "endpointUserId": d.endpoint_user_id,
+        "endpointUserId": d.vertex_id,
     }  # fmt: skip
     assert sent["deployConfig"]["dedicatedResources"] == {
         "machineSpec": {
@@ -141,11 +141,11 @@ def test_deploy_sends_the_json_the_api_expects(emulator, deployed):
 def test_every_field_we_set_reads_back(emulator, deployed):
     d, deployer, _ = deployed
     endpoint = requests.get(f"{emulator.url}/v1beta1/{d.endpoint}", timeout=10).json()
-    assert endpoint["name"].endswith(f"/endpoints/{d.endpoint_user_id}")
+    assert endpoint["name"].endswith(f"/endpoints/{d.vertex_id}")
     assert endpoint["displayName"] == "tiny-adapter-endpoint"
     assert endpoint["dedicatedEndpointDns"] == emulator.host == d.endpoint_dns
     model = endpoint["deployedModels"][0]
-    assert model["model"].endswith(f"/models/{d.model_user_id}")
+    assert model["model"].endswith(f"/models/{d.vertex_id}")
     resources = model["dedicatedResources"]
     assert resources["machineSpec"] == {
         "machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1
@@ -174,14 +174,14 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
         }  # fmt: skip
         assert sent["deployConfig"]["dedicatedResources"]["spot"] is True
         endpoint = requests.get(f"{e.url}/v1beta1/projects/modeldrop-local/locations/us-central1/"
-                                f"endpoints/{d.endpoint_user_id}", timeout=10).json()  # fmt: skip
+                                f"endpoints/{d.vertex_id}", timeout=10).json()  # fmt: skip
         assert endpoint["privateServiceConnectConfig"]["projectAllowlist"] == ["client-project-1"]
 
 
 def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deployed):
     d, _, _ = deployed
     client = DedicatedEndpointClient(settings_for(emulator))
-    body = {"model": d.model_user_id, "messages": [{"role": "user", "content": "hello"}],
+    body = {"model": d.vertex_id, "messages": [{"role": "user", "content": "hello"}],
             "max_tokens": 12, "temperature": 0, "top_p": 1, "ignore_eos": True}  # fmt: skip
     unary = client.chat_completions(d, body)
     assert unary["choices"][0]["message"]["role"] == "assistant"

@@ -12,7 +12,7 @@ from typing import Any
 
 from modeldrop.adapters.vertex_errors import classify, status_name
 from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest
-from modeldrop.domain.deployment import Deployment
+from modeldrop.domain.deployment import Deployment, endpoint_name
 from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
 from modeldrop.settings import Settings
 
@@ -37,7 +37,7 @@ def deploy_request(
         "endpoint_display_name": overrides.get(
             "endpoint_display_name", deployment.model[:DISPLAY_NAME_CHARS]
         ),
-        "endpoint_user_id": deployment.endpoint_user_id,
+        "endpoint_user_id": deployment.vertex_id,
         "dedicated_endpoint_enabled": True,
     }
     private = overrides.get("private_endpoint") or (
@@ -66,7 +66,7 @@ def deploy_request(
             "model_display_name": overrides.get(
                 "model_display_name", deployment.model[:DISPLAY_NAME_CHARS]
             ),
-            "model_user_id": deployment.model_user_id,
+            "model_user_id": deployment.vertex_id,
         },
         "endpoint_config": endpoint_config,
         "deploy_config": {"dedicated_resources": resources},
@@ -102,10 +102,7 @@ class VertexDeployer:
         return self._sdk.ModelGardenServiceClient(**args)
 
     def _endpoint_name(self, deployment: Deployment) -> str:
-        return (
-            f"projects/{self.settings.project}/locations/{self.settings.region}/endpoints/"
-            f"{deployment.endpoint_user_id}"
-        )
+        return endpoint_name(self.settings.project, self.settings.region, deployment.vertex_id)
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
         """Start the deploy. A retry that finds our own endpoint id taken carries on with it."""

@@ -99,4 +99,4 @@ def unknown_model(model: str) -> ApiError:
 
 def chat_completions(ctx: Context, body: dict[str, Any]) -> Response | dict[str, Any]:
     record = resolve(ctx, body.get("model"))
-    return proxy.chat(ctx, record, {**body, "model": record.model_user_id})
+    return proxy.chat(ctx, record, {**body, "model": record.vertex_id})

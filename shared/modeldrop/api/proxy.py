@@ -210,7 +210,7 @@ def stream_response(chunks: Iterator[bytes], record: Deployment) -> Response:
 def chat(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response | dict[str, Any]:
     """chat/completions, unary or (with "stream": true) as a server-sent event stream."""
     endpoints = ctx.endpoints
-    body = {**body, "model": body.get("model") or record.model_user_id}
+    body = {**body, "model": body.get("model") or record.vertex_id}
     try:
         if body.get("stream"):
             return stream_response(endpoints.stream_chat_completions(record, body), record)

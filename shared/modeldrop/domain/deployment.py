@@ -112,12 +112,9 @@ class Deployment:
         return f"gs://{self.bucket}/{self.folder}"
 
     @property
-    def endpoint_user_id(self) -> str:
-        """The Vertex endpoint id we ask for: deterministic, so a retried deploy collides."""
-        return user_id("md-", self.id)
-
-    @property
-    def model_user_id(self) -> str:
+    def vertex_id(self) -> str:
+        """The id asked of Vertex AI for the endpoint and the model (`endpoint_user_id`,
+        `model_user_id`): derived from the record's, so a retried deploy collides."""
         return user_id("md-", self.id)
 
     def as_dict(self) -> dict[str, Any]:
@@ -168,6 +165,11 @@ def slug(text: str, limit: int = 40) -> str:
     """Lowercase letters, digits and single dashes; never empty."""
     cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
     return cleaned or "model"
+
+
+def endpoint_name(project: str, region: str, endpoint_id: str) -> str:
+    """The Vertex AI resource name of an endpoint."""
+    return f"projects/{project}/locations/{region}/endpoints/{endpoint_id}"
 
 
 def user_id(prefix: str, deployment_id: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from modeldrop.domain.deployment import ActionRefused, Deployment, State, advance
+from modeldrop.domain.deployment import ActionRefused, Deployment, State, advance, endpoint_name
 from modeldrop.service.context import Context
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit
@@ -19,8 +19,7 @@ CANCELLABLE = (State.DETECTED, State.VALIDATING, State.VALIDATED)
 
 def expected_endpoint(ctx: Context, record: Deployment) -> str:
     """The endpoint a deploy of this record creates (its id is derived from the record's)."""
-    s = ctx.settings
-    return f"projects/{s.project}/locations/{s.region}/endpoints/{record.endpoint_user_id}"
+    return endpoint_name(ctx.settings.project, ctx.settings.region, record.vertex_id)
 
 
 def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:

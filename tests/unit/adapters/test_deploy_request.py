@@ -28,8 +28,8 @@ def test_minimal_request_uses_the_recommended_machine_and_deterministic_ids():
     body = deploy_request(d, "proj", "us-central1")
     assert body["destination"] == "projects/proj/locations/us-central1"
     assert body["custom_model"] == {"gcs_uri": "gs://bkt/models/llama-ft"}
-    assert body["model_config"]["model_user_id"] == d.model_user_id
-    assert body["endpoint_config"]["endpoint_user_id"] == d.endpoint_user_id
+    assert body["model_config"]["model_user_id"] == d.vertex_id
+    assert body["endpoint_config"]["endpoint_user_id"] == d.vertex_id
     assert body["endpoint_config"]["dedicated_endpoint_enabled"] is True
     resources = body["deploy_config"]["dedicated_resources"]
     assert resources["machine_spec"] == MACHINE
@@ -65,7 +65,7 @@ def test_overrides_set_names_replicas_spot_psc_and_machine():
 
 def test_user_ids_follow_vertex_rules():
     long = new_deployment("b", "models/" + "X" * 200, "fp", 1, AT)
-    for value in (long.endpoint_user_id, long.model_user_id):
+    for value in (long.vertex_id, long.vertex_id):
         assert len(value) <= 63 and value[0].isalpha() and value[-1].isalnum()
         assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
 

@@ -54,7 +54,7 @@ def test_unary_chat_goes_to_the_recorded_endpoint(h):
     response, payload = call(h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions", CHAT)
     assert response.status_code == 200 and json.loads(payload)["choices"]
     kind, deployment_id, body = h.endpoints.calls[-1]
-    assert (kind, deployment_id, body["model"]) == ("chat", h.deployed.id, h.deployed.model_user_id)
+    assert (kind, deployment_id, body["model"]) == ("chat", h.deployed.id, h.deployed.vertex_id)
 
 
 def test_stream_passes_chunks_and_ends_with_done(h):
@@ -140,7 +140,7 @@ def test_openai_models_and_chat_by_name_or_id(h):
     for model in ("chatty", h.deployed.id):
         response, _ = call(h, "POST", "/v1/chat/completions", {**CHAT, "model": model})
         assert response.status_code == 200
-        assert h.endpoints.calls[-1][2]["model"] == h.deployed.model_user_id
+        assert h.endpoints.calls[-1][2]["model"] == h.deployed.vertex_id
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ class FakeDeployer:
         self.deploy_calls.append(deployment.id)
         if self.failures:
             raise self.failures.pop(0)
-        name = f"projects/p/locations/r/endpoints/{deployment.endpoint_user_id}"
+        name = f"projects/p/locations/r/endpoints/{deployment.vertex_id}"
         if name in self.endpoints:
             return DeployStarted(operation=None, endpoint=name)
         self.endpoints[name] = EndpointInfo(name, None)
