@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from modeldrop.adapters.vertex_errors import classify, status_name
-from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest
+from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest, api_host
 from modeldrop.domain.deployment import Deployment, endpoint_name
 from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
 from modeldrop.settings import Settings
@@ -88,12 +88,9 @@ class VertexDeployer:
 
     @cached_property
     def _garden(self) -> Any:
-        endpoint = self.settings.vertex_api_endpoint or (
-            f"{self.settings.region}-aiplatform.googleapis.com"
-        )
         args: dict[str, Any] = {
             "transport": self.settings.vertex_transport,
-            "client_options": {"api_endpoint": endpoint},
+            "client_options": {"api_endpoint": api_host(self.settings)},
         }
         if self.settings.vertex_anonymous:
             from google.auth.credentials import AnonymousCredentials

@@ -21,25 +21,34 @@ class NotFoundError(LookupError):
     """The resource does not exist."""
 
 
+def api_host(settings: Settings) -> str:
+    """The Vertex AI API endpoint: the regional Google host, or the override (the emulator)."""
+    return settings.vertex_api_endpoint or f"{settings.region}-aiplatform.googleapis.com"
+
+
+def google_session(anonymous: bool) -> requests.Session:
+    """A requests session with the environment's Google credentials (cloud-platform scope), or a
+    plain one when `anonymous` (the emulator)."""
+    if anonymous:
+        return requests.Session()
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    return AuthorizedSession(credentials)
+
+
 class VertexRest:
     """JSON over HTTP to `{api endpoint}/v1beta1/...` with Google credentials (or none)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        endpoint = settings.vertex_api_endpoint or f"{settings.region}-aiplatform.googleapis.com"
+        endpoint = api_host(settings)
         self.base = endpoint if "://" in endpoint else f"https://{endpoint}"
 
     @cached_property
     def session(self) -> requests.Session:
-        if self.settings.vertex_anonymous:
-            return requests.Session()
-        import google.auth
-        from google.auth.transport.requests import AuthorizedSession
-
-        credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"]
-        )
-        return AuthorizedSession(credentials)
+        return google_session(self.settings.vertex_anonymous)
 
     def call(
         self,
