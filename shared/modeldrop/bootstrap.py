@@ -30,7 +30,8 @@ def context() -> Context:
 
 
 def build_context(settings: Settings) -> Context:
-    from google.cloud import firestore, pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1  # a module import: mypy resolves it as such
+    from google.cloud import firestore
 
     from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
     from modeldrop.adapters.firestore_store import FirestoreDeploymentStore

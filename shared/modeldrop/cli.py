@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from modeldrop.domain.findings import Verdict
 from modeldrop.errors import ModeldropError
+
+if TYPE_CHECKING:  # the local stack is imported only by the commands that start it
+    from modeldrop.local.stack import StackConfig
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stack_config(args: argparse.Namespace):
+def _stack_config(args: argparse.Namespace) -> StackConfig:
     from modeldrop.local.stack import StackConfig
 
     return StackConfig(

@@ -10,8 +10,8 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core.exceptions import AlreadyExists
-from google.cloud import pubsub_v1
 
 
 def ensure_topic(publisher: pubsub_v1.PublisherClient, project: str, topic: str) -> str:

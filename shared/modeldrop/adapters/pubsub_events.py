@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent, from_http
-from google.cloud import pubsub_v1
 
 from modeldrop.domain.deployment import Deployment, State, snapshot
 from modeldrop.domain.findings import excerpt

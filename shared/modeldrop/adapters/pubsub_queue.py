@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from google.cloud import pubsub_v1
+import google.cloud.pubsub_v1 as pubsub_v1
 
 from modeldrop.adapters.pubsub_events import PUBLISH_TIMEOUT, message_parts
 from modeldrop.api.keys import valid_id

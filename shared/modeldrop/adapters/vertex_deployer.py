@@ -133,10 +133,10 @@ class VertexDeployer:
             return OperationStatus(done=True, error=error)
         if not result.get("done"):
             return OperationStatus(done=False)
-        error = result.get("error")
-        if error and error.get("code"):
+        failure: dict[str, Any] | None = result.get("error")  # a google.rpc.Status
+        if failure and failure.get("code"):
             status = classify_rpc_status(
-                error["code"], error.get("message", ""), self.settings.region
+                failure["code"], failure.get("message", ""), self.settings.region
             )
             return OperationStatus(done=True, error=status)
         response = result.get("response", {})

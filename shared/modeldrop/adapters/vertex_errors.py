@@ -60,7 +60,7 @@ def status_name(exc: Any) -> str:
         return grpc_code.name
     response = getattr(exc, "response", None)
     try:
-        status = response.json()["error"]["status"]
+        status = response.json()["error"]["status"] if response is not None else None
         if isinstance(status, str) and status:
             return status
     except Exception:  # any unreadable body falls back to the HTTP code

@@ -137,5 +137,5 @@ def parse_config(data: bytes, quantization_keys: tuple[str, ...] = ()) -> ModelC
         if quantization is not None:
             break
     return ModelConfig(
-        architectures[0], model_type, fields, quantization, quantization_key, document
+        architectures[0], str(model_type), fields, quantization, quantization_key, document
     )

@@ -39,8 +39,9 @@ def _check_events(text: str) -> None:
     for nodes, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader), start=1):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _Refused("uses YAML anchors or aliases (& and *); write every value out")
-        if getattr(event, "tag", None) is not None:  # only explicit tags (!!x, !x) set one
-            raise _Refused(f"uses the YAML tag {excerpt(event.tag)}; plain values only")
+        tag = getattr(event, "tag", None)
+        if tag is not None:  # only explicit tags (!!x, !x) set one
+            raise _Refused(f"uses the YAML tag {excerpt(tag)}; plain values only")
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
         elif isinstance(event, yaml.CollectionEndEvent):

@@ -155,7 +155,7 @@ def _tensor(name: str, entry: Any, widths: dict[str, int]) -> TensorInfo:
             REPAIR_HINT,
             code="SAFETENSORS_TENSOR_SIZE_MISMATCH",
         )
-    return TensorInfo(name, dtype, tuple(shape), start, end)
+    return TensorInfo(name, str(dtype), tuple(shape), start, end)
 
 
 def tensor_count_bound(raw: bytes) -> int:

@@ -99,7 +99,11 @@ def recommend(
 
 
 def check_requested(
-    spec: MachineSpec, weight_bytes: int, heads: int | None, catalog: dict[str, Any], file: str
+    spec: MachineSpec,
+    weight_bytes: int,
+    heads: int | None,
+    catalog: dict[str, Any],
+    file: str | None,
 ) -> list[Finding]:
     """Findings for a machine spec the user asked for (unknown, inconsistent or too small)."""
     machine = next((m for m in catalog["machines"] if m["machine_type"] == spec.machine_type), None)
