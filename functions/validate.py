@@ -17,7 +17,7 @@ def validate(event: CloudEvent) -> None:
     from modeldrop import logs
     from modeldrop.bootstrap import context, run_event
     from modeldrop.domain.findings import excerpt
-    from modeldrop.service.upload import on_object_finalized
+    from modeldrop.service.validate import on_object_finalized
 
     ctx = context()
     data = event.data if isinstance(event.data, dict) else {}

@@ -1,4 +1,5 @@
-"""GcsFolder against fake-gcs-server: listing, ranged reads, counters, request counts, errors."""
+"""GcsFolder against fake-gcs-server: listing, ranged reads, counters, request counts, errors,
+and what the validate handler requests over all the events of one upload."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ import pytest
 
 from modeldrop.adapters.gcs_folder import GcsFolder
 from modeldrop.catalog import file_rules
+from modeldrop.domain.deployment import Deployment, State
 from modeldrop.errors import AccessError, UsageError
 from modeldrop.local.emulators import free_port
+from modeldrop.service.validate import on_object_finalized
+from tests.unit.service.fakes import make_harness
+from tests.unit.validation.test_bad_inputs import INDEX, SHARD1, SHARD2, write_valid
 
 WEIGHTS = bytes(range(256)) * 20  # 5120 bytes
 FOLDER = {
@@ -148,6 +153,32 @@ def test_each_read_is_one_http_request(fake_gcs, bucket):
     for request in requests[1:]:
         assert request.startswith("GET /download/storage/v1/") and "generation=" in request
     assert (folder.reads, folder.bytes_read) == (3, 8 + len(FOLDER["config.json"]) + 64)
+
+
+def test_upload_events_list_once_each_and_download_the_index_once(fake_gcs, bucket, tmp_path):
+    """Every finalize event of an upload (index first, shards last, as a parallel uploader
+    finishes them) lists the folder once; the index is downloaded once to decide and once by
+    the validation, and again only when a new generation of it lands."""
+    model = write_valid(tmp_path / "model")
+    h = make_harness(tmp_path, MODELDROP_BUCKET=bucket.name)
+    h.ctx.open_folder = lambda uri: GcsFolder(uri, fake_gcs.client)
+    order = [*sorted(p.name for p in model.iterdir() if p.suffix == ".json"), SHARD1, SHARD2]
+
+    def deliver(names: list[str]) -> tuple[Deployment | None, list[str], list[str]]:
+        offset = fake_gcs.emulator.log_path.stat().st_size
+        for name in names:
+            bucket.blob(f"models/events/{name}").upload_from_filename(model / name)
+            result = on_object_finalized(h.ctx, bucket.name, f"models/events/{name}")
+        gets = [r for r in server_requests(fake_gcs, offset, bucket.name) if r.startswith("GET")]
+        listings = [r for r in gets if r.startswith(f"GET /storage/v1/b/{bucket.name}/o?")]
+        return result, listings, [r for r in gets if r.split("?")[0].endswith(INDEX)]
+
+    record, listings, index_reads = deliver(order)
+    assert record.state is State.VALIDATED
+    assert (len(listings), len(index_reads)) == (len(order), 2)
+    newer, listings, index_reads = deliver([INDEX])
+    assert newer.state is State.VALIDATED and newer.id != record.id
+    assert (len(listings), len(index_reads)) == (1, 2)
 
 
 def test_read_without_listing_reads_latest_generation(bucket):

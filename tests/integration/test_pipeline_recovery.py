@@ -30,7 +30,7 @@ from modeldrop.local.vertex import VertexEmulator
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
-from modeldrop.service.upload import on_object_finalized
+from modeldrop.service.validate import on_object_finalized
 from modeldrop.settings import SETTINGS, Settings
 from tests.integration.test_vertex_emulator import MISSING_SERVING, SKIP_SERVING
 

@@ -23,7 +23,7 @@ from modeldrop.service.context import Context
 from modeldrop.service.deploy import claim_and_deploy, unstarted
 from modeldrop.service.lifecycle import poll_deploy, step_undeploy
 from modeldrop.service.records import commit, publish_pending
-from modeldrop.service.upload import drive_validation, hand_over
+from modeldrop.service.validate import drive_validation, hand_over
 
 log = logs.get("reconcile")
 # A notification still pending this long after its transition was lost (its writer normally

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from modeldrop.service.ports import (
     RecordTooLarge,
 )
 from modeldrop.settings import Settings
+from modeldrop.validation.folder import FileInfo
 
 BUCKET = "models-bucket"
 
@@ -204,15 +206,19 @@ class Clock:
 class LocalBucket:
     """A bucket as a directory: gs://BUCKET/PREFIX opens the real LocalFolder adapter on it.
 
-    `failures` maps file names to what reading them raises (storage or a reader going wrong).
+    `failures` maps file names to what reading them raises (storage or a reader going wrong);
+    `reads` counts the reads of each file name and `listings` the listings, over every folder
+    opened.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.failures: dict[str, Exception] = {}
+        self.reads: Counter[str] = Counter()
+        self.listings = 0
 
     def open(self, uri: str) -> LocalFolder:
-        return FailingFolder(self.root / uri.removeprefix("gs://"), self.failures)
+        return FailingFolder(self.root / uri.removeprefix("gs://"), self)
 
     def upload(
         self, bucket: str, prefix: str, source: Path, names: list[str] | None = None
@@ -226,15 +232,21 @@ class LocalBucket:
 
 
 class FailingFolder(LocalFolder):
-    """A LocalFolder whose reads of the files named in `failures` raise."""
+    """A LocalFolder of a LocalBucket: reads of the files named in its `failures` raise, and
+    listings and reads are counted on it."""
 
-    def __init__(self, path: Path, failures: dict[str, Exception]) -> None:
+    def __init__(self, path: Path, bucket: LocalBucket) -> None:
         super().__init__(path)
-        self.failures = failures
+        self.bucket = bucket
+
+    def list_files(self) -> list[FileInfo]:
+        self.bucket.listings += 1
+        return super().list_files()
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
-        if name in self.failures:
-            raise self.failures[name]
+        self.bucket.reads[name] += 1
+        if name in self.bucket.failures:
+            raise self.bucket.failures[name]
         return super().read_range(name, start, length)
 
 

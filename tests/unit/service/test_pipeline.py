@@ -11,7 +11,7 @@ from modeldrop.domain.deployment import State
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
-from modeldrop.service.upload import on_object_finalized
+from modeldrop.service.validate import on_object_finalized
 from tests.unit.service.fakes import BUCKET, make_harness
 from tests.unit.validation.test_bad_inputs import CORPUS
 

@@ -13,12 +13,12 @@ import pytest
 from modeldrop.domain.deployment import State
 from modeldrop.domain.findings import Verdict, warning
 from modeldrop.errors import AccessError
-from modeldrop.service import upload
+from modeldrop.service import validate
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.lifecycle import MAX_DEPLOY_TIME
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
-from modeldrop.service.upload import on_object_finalized
+from modeldrop.service.validate import on_object_finalized
 from modeldrop.settings import SETTINGS
 from tests.unit.service.fakes import BUCKET
 from tests.unit.service.test_pipeline import upload_all
@@ -74,13 +74,13 @@ def test_a_broken_index_ends_rejected_on_the_last_upload(h, model, content):
 
 
 def test_only_a_few_index_files_are_read(h, model):
-    for n in range(20):
-        (model / f"junk-{n:02}.index.json").write_text(DEEP)
-    opened = []
-    h.ctx.open_folder = lambda uri: opened.append(h.bucket.open(uri)) or opened[-1]
+    junk = [f"junk-{n:02}.index.json" for n in range(20)]
+    for name in junk:
+        (model / name).write_text(DEEP)
     record = upload_all(h, model)[-1]
-    assert record.state is State.REJECTED
-    assert opened[-2].reads == upload.MAX_INDEX_READS  # the listing of the completing event
+    assert record.state is State.REJECTED and record.error["code"] == "FOLDER_TOO_MANY_FILES"
+    # over every event: 8 of them, each read once; validation refuses to read any
+    assert [h.bucket.reads[name] for name in junk] == [1] * validate.MAX_INDEX_READS + [0] * 12
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("x" * 10**6), RecursionError(), MemoryError()])
@@ -173,7 +173,7 @@ def test_a_passing_error_watching_a_deploy_is_retried_until_the_deploy_time_is_u
 
 def test_a_verdict_too_large_for_a_record_ends_rejected(h, model, monkeypatch):
     findings = tuple(warning("W", "y" * 200, f"f{n}") for n in range(10_000))
-    monkeypatch.setattr(upload, "validate_folder", lambda *a: Verdict(findings=findings))
+    monkeypatch.setattr(validate, "validate_folder", lambda *a: Verdict(findings=findings))
     record = upload_all(h, model)[-1]
     assert record.state is State.REJECTED and record.error["code"] == "RECORD_TOO_LARGE"
     assert record.validation is None

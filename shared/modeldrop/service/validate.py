@@ -1,14 +1,19 @@
 """validate: an object landed in the bucket; decide whether its folder is complete, validate it.
 
-Events arrive at least once and in any order. Every finalize event lists its folder; the
+Events arrive at least once and in any order. Every finalize event lists its folder once; the
 deployment id derives from the folder's fingerprint, so duplicates collapse onto one record,
 and claiming the record (DETECTED -> VALIDATING with a precondition) lets exactly one worker
-validate it. Whatever the folder holds, the record ends with a verdict: validation that fails
-unexpectedly is a rejection, and storage errors are retried a bounded number of times.
+validate it, from the same listing unless a settle window asks to list again. An index document
+is read once per generation per instance (`IndexCache`), not once per event. Whatever the folder
+holds, the record ends with a verdict: validation that fails unexpectedly is a rejection, and
+storage errors are retried a bounded number of times.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import timedelta
 
 from modeldrop import catalog, logs
@@ -30,29 +35,86 @@ from modeldrop.validation.folder import FileInfo, Folder
 from modeldrop.validation.index_file import IndexFileError, parse_index
 from modeldrop.validation.validator import validate_folder
 
-log = logs.get("upload")
+log = logs.get("validate")
 PRE_DEPLOY = (State.DETECTED, State.VALIDATING, State.VALIDATED)
-MAX_INDEX_READS = 8  # index files read per listing; a folder normally has one
+MAX_INDEX_READS = 8  # index files looked at per listing; a folder normally has one
+CACHED_INDEXES = 128  # shard sets kept per instance ...
+CACHED_SHARD_BYTES = 8 * 2**20  # ... holding at most this many bytes of shard names
 # gcloud and Vertex AI read these in gs:// URIs as wildcards (*?[]) or an object generation (#)
 UNSUPPORTED_NAME_CHARACTERS = "*?[]#"
 
 
-def _snapshot(folder: Folder) -> tuple[list[FileInfo], dict[str, frozenset[str]]]:
-    """The listing, and the shards each root-level index names. At most MAX_INDEX_READS index
-    files, of at most one index's size limit together, are read; an index not read, or not a
-    weight map, names no shard (validation says what is wrong with it)."""
+@dataclass(frozen=True)
+class Listing:
+    """A folder and one listing of it. As a Folder it answers that listing and reads through
+    the folder, so validation does not list again."""
+
+    folder: Folder
+    files: list[FileInfo]
+
+    @property
+    def location(self) -> str:
+        return self.folder.location
+
+    def list_files(self) -> list[FileInfo]:
+        return self.files
+
+    def read_range(self, name: str, start: int, length: int) -> bytes:
+        return self.folder.read_range(name, start, length)
+
+    def read_tail(self, name: str, length: int) -> bytes:
+        return self.folder.read_tail(name, length)
+
+
+class IndexCache:
+    """The shard names each index document holds, keyed by (folder location, file name,
+    generation): an object generation never changes, so an entry never goes stale. The least
+    recently used entries go first past `entries` entries or `size` bytes of names; a file
+    without a generation is read every time. Safe to use from several threads (two that miss
+    at once both read)."""
+
+    def __init__(self, entries: int = CACHED_INDEXES, size: int = CACHED_SHARD_BYTES) -> None:
+        self.entries, self.size = entries, size
+        self._kept: OrderedDict[tuple[str, str, str], tuple[frozenset[str], int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def shards(self, folder: Folder, file: FileInfo) -> frozenset[str]:
+        key = (folder.location, file.name, file.generation)
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key][0]
+        shards = _shards(folder.read_range(file.name, 0, file.size))
+        cost = sum(len(name.encode()) for name in shards)
+        if file.generation and cost <= self.size:
+            with self._lock:
+                if key not in self._kept:
+                    self._kept[key] = (shards, cost)
+                    self._bytes += cost
+                while len(self._kept) > self.entries or self._bytes > self.size:
+                    self._bytes -= self._kept.popitem(last=False)[1][1]
+        return shards
+
+
+def _snapshot(ctx: Context, folder: Folder) -> tuple[Listing, dict[str, frozenset[str]]]:
+    """One listing, and the shards each root-level index names. At most MAX_INDEX_READS index
+    files, of at most one index's size limit together, are looked at (each read once per
+    generation, see IndexCache); an index not looked at, or not a weight map, names no shard
+    (validation says what is wrong with it)."""
     files = folder.list_files()
     rules = catalog.file_rules()
-    budget, reads = rules["limits"]["index_bytes"], 0
+    cache = ctx.memo.setdefault("index_shards", IndexCache())
+    budget, taken = rules["limits"]["index_bytes"], 0
     indexes: dict[str, frozenset[str]] = {}
     for f in files:
         if "/" in f.name or not f.name.endswith(rules["index_suffix"]):
             continue
         indexes[f.name] = frozenset()
-        if reads < MAX_INDEX_READS and f.size <= budget:
-            budget, reads = budget - f.size, reads + 1
-            indexes[f.name] = _shards(folder.read_range(f.name, 0, f.size))
-    return files, indexes
+        if taken < MAX_INDEX_READS and f.size <= budget:
+            budget, taken = budget - f.size, taken + 1
+            indexes[f.name] = cache.shards(folder, f)
+    return Listing(folder, files), indexes
 
 
 def _shards(index: bytes) -> frozenset[str]:
@@ -75,8 +137,8 @@ def on_object_finalized(ctx: Context, bucket: str, name: str) -> Deployment | No
         log.info("ignored %s in bucket %s: %s", excerpt(name), excerpt(bucket), problem)
         return None
     uri = f"gs://{bucket}/{folder_prefix}"
-    files, indexes = _snapshot(ctx.open_folder(uri))
-    rules = catalog.file_rules()
+    listing, indexes = _snapshot(ctx, ctx.open_folder(uri))
+    files, rules = listing.files, catalog.file_rules()
     decision = decide(files, indexes, settings.completion_mode, settings.marker_name, rules)
     if decision.completion is Completion.WAIT:
         log.info("%s not complete: %s", uri, decision.reason, extra={"folder": folder_prefix})
@@ -84,16 +146,18 @@ def on_object_finalized(ctx: Context, bucket: str, name: str) -> Deployment | No
     now = ctx.clock()
     record = new_deployment(bucket, folder_prefix, fingerprint(files), revision(files), now)
     stored = create(ctx, update(record, now, lease_expires_at=now + _lease(ctx)))
-    return drive_validation(ctx, stored) if stored else None
+    return drive_validation(ctx, stored, listing) if stored else None
 
 
 def _lease(ctx: Context) -> timedelta:
     return timedelta(seconds=ctx.settings.lease_seconds)
 
 
-def drive_validation(ctx: Context, record: Deployment) -> Deployment:
+def drive_validation(
+    ctx: Context, record: Deployment, listing: Listing | None = None
+) -> Deployment:
     """Take a DETECTED record, or a VALIDATING one whose claim expired (its worker died, or
-    gave it back to be retried), to a verdict."""
+    gave it back to be retried), to a verdict; `listing` is the event's, if it has one."""
     if record.state is not State.DETECTED and not (
         record.state is State.VALIDATING and record.lease_expired(ctx.clock())
     ):
@@ -102,7 +166,7 @@ def drive_validation(ctx: Context, record: Deployment) -> Deployment:
     if claimed is None or claimed.state is not State.VALIDATING:
         return claimed or record
     supersede_older(ctx, claimed)
-    return validate(ctx, claimed)
+    return validate(ctx, claimed, listing)
 
 
 def supersede_older(ctx: Context, record: Deployment) -> None:
@@ -115,11 +179,11 @@ def supersede_older(ctx: Context, record: Deployment) -> None:
             commit(ctx, advance(other, State.SUPERSEDED, ctx.clock(), f"superseded by {record.id}"))
 
 
-def validate(ctx: Context, record: Deployment) -> Deployment:
+def validate(ctx: Context, record: Deployment, listing: Listing | None = None) -> Deployment:
     """Validate a claimed VALIDATING record and record the verdict. Storage errors are retried
     (`retry_later`); a folder that changed while settling is SUPERSEDED."""
     try:
-        verdict = _unsupported_name(record.model) or _settled_verdict(ctx, record)
+        verdict = _unsupported_name(record.model) or _settled_verdict(ctx, record, listing)
     except AccessError as exc:
         return retry_later(ctx, record, exc)
     if verdict is None:
@@ -128,20 +192,24 @@ def validate(ctx: Context, record: Deployment) -> Deployment:
     return _record_verdict(ctx, record, verdict)
 
 
-def _settled_verdict(ctx: Context, record: Deployment) -> Verdict | None:
+def _settled_verdict(ctx: Context, record: Deployment, listing: Listing | None) -> Verdict | None:
     """The verdict on the folder once it has been quiet for the settle window since it was
-    detected; None when it changed meanwhile. Raises only AccessError."""
+    detected; None when it changed meanwhile. The event's listing is used as it is without a
+    settle window; with one, or without a listing, the folder is listed (after the wait).
+    Raises only AccessError."""
     settings = ctx.settings
-    waited = (ctx.clock() - record.created_at).total_seconds()
-    if waited < settings.settle_seconds:
-        ctx.sleep(settings.settle_seconds - waited)
-    folder = ctx.open_folder(record.gcs_uri)
-    if fingerprint(folder.list_files()) != record.fingerprint:
+    if listing is None or settings.settle_seconds > 0:
+        waited = (ctx.clock() - record.created_at).total_seconds()
+        if waited < settings.settle_seconds:
+            ctx.sleep(settings.settle_seconds - waited)
+        folder = listing.folder if listing else ctx.open_folder(record.gcs_uri)
+        listing = Listing(folder, folder.list_files())
+    if fingerprint(listing.files) != record.fingerprint:
         return None
     policy, default = BasePolicy(settings.base_policy), settings.default_machine_spec
     machine = MachineSpec(**default) if default else None
     try:
-        return validate_folder(folder, policy, machine)
+        return validate_folder(listing, policy, machine)
     except AccessError:
         raise
     except Exception as exc:  # validation is bounded; this is its second line of defence
