@@ -91,21 +91,21 @@ def test_list_is_newest_first_filtered_and_paged(store: Any) -> None:
         store.create(d)
     store.replace(advance(store.get(made[1].id), State.SUPERSEDED, T0))
     ids: list[str] = []
-    page, token = store.list(limit=2)
+    page, token = store.list_page(limit=2)
     while True:
         ids += [d.id for d in page]
         if token is None:
             break
-        page, token = store.list(limit=2, page_token=token)
+        page, token = store.list_page(limit=2, page_token=token)
     assert ids == [d.id for d in reversed(made)]
-    assert [d.id for d in store.list(model="m0")[0]] == [made[4].id, made[2].id, made[0].id]
-    assert [d.id for d in store.list(states=(State.SUPERSEDED,))[0]] == [made[1].id]
+    assert [d.id for d in store.list_page(model="m0")[0]] == [made[4].id, made[2].id, made[0].id]
+    assert [d.id for d in store.list_page(states=(State.SUPERSEDED,))[0]] == [made[1].id]
 
 
 @pytest.mark.parametrize("page_token", FOREIGN_TOKENS, ids=range(len(FOREIGN_TOKENS)))
 def test_a_page_token_no_store_handed_out_is_a_usage_error(store: Any, page_token: str) -> None:
     with pytest.raises(UsageError, match="page_token"):
-        store.list(page_token=page_token)
+        store.list_page(page_token=page_token)
 
 
 def test_latest_for_model_is_the_highest_revision_then_the_newest(store: Any) -> None:

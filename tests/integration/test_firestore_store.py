@@ -293,7 +293,7 @@ def populated(store: FirestoreDeploymentStore) -> list[Deployment]:
 def all_pages(store: FirestoreDeploymentStore, limit: int, **filters: Any) -> list[list[str]]:
     pages, token = [], None
     while True:
-        page, token = store.list(limit=limit, page_token=token, **filters)
+        page, token = store.list_page(limit=limit, page_token=token, **filters)
         pages.append([d.id for d in page])
         if token is None:
             return pages
@@ -302,7 +302,7 @@ def all_pages(store: FirestoreDeploymentStore, limit: int, **filters: Any) -> li
 def test_list_orders_newest_first_with_id_as_tie_break(
     store: FirestoreDeploymentStore, populated: list[Deployment]
 ) -> None:
-    page, token = store.list(limit=100)
+    page, token = store.list_page(limit=100)
 
     assert [d.id for d in page] == [d.id for d in populated]
     assert token is None
@@ -347,9 +347,9 @@ def test_list_filters(
 
 def test_list_rejects_bad_arguments(store: FirestoreDeploymentStore) -> None:
     with pytest.raises(UsageError, match="page_token"):
-        store.list(page_token="not-a-token")
+        store.list_page(page_token="not-a-token")
     with pytest.raises(UsageError, match="limit"):
-        store.list(limit=0)
+        store.list_page(limit=0)
 
 
 def test_latest_for_model_picks_the_highest_revision(store: FirestoreDeploymentStore) -> None:
@@ -392,7 +392,7 @@ def test_ids_and_names_firestore_cannot_take_find_nothing(
     assert store.get(key) is None
     assert store.latest_for_model(key) is None
     if key:  # "" is no filter
-        assert store.list(model=key) == ([], None)
+        assert store.list_page(model=key) == ([], None)
 
 
 def test_the_longest_name_the_keys_allow_is_stored_and_found(
@@ -403,5 +403,5 @@ def test_the_longest_name_the_keys_allow_is_stored_and_found(
     assert valid_name(record.model) and len(record.model.encode()) == MAX_BYTES
     assert store.create(record)
     assert store.latest_for_model(name).id == record.id
-    assert [d.id for d in store.list(model=name)[0]] == [record.id]
+    assert [d.id for d in store.list_page(model=name)[0]] == [record.id]
     assert store.get("x" * MAX_BYTES) is None  # the longest id: asked, and simply absent

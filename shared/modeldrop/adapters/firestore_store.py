@@ -98,7 +98,7 @@ class FirestoreDeploymentStore:
             raise _refused(exc) from exc
         return replace(deployment, etag=result.update_time.rfc3339())
 
-    def list(
+    def list_page(
         self,
         states: tuple[State, ...] = (),
         model: str | None = None,

@@ -40,7 +40,7 @@ def list_models(ctx: Context) -> dict[str, Any]:
     newest: dict[str, Deployment] = {}
     token = None
     while True:
-        page, token = ctx.store.list(states=(State.DEPLOYED,), limit=200, page_token=token)
+        page, token = ctx.store.list_page(states=(State.DEPLOYED,), limit=200, page_token=token)
         for record in page:
             newest.setdefault(record.model, record)
         if not token:
@@ -79,7 +79,7 @@ def resolve(ctx: Context, model: Any) -> Deployment:
     by_id = ctx.store.get(model)
     if by_id is not None:
         return cache.put(f"model:{model}", proxy.require_deployed(by_id))
-    page, _ = ctx.store.list(states=(State.DEPLOYED,), model=model, limit=1)
+    page, _ = ctx.store.list_page(states=(State.DEPLOYED,), model=model, limit=1)
     if page:
         return cache.put(f"model:{model}", page[0])
     newest = ctx.store.latest_for_model(model)

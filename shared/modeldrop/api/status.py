@@ -79,7 +79,7 @@ def list_deployments(ctx: Context, query: Mapping[str, list[str]], base_url: str
             status=400,
         )
     try:
-        page, token = ctx.store.list(
+        page, token = ctx.store.list_page(
             states=tuple(State(s) for s in states),
             model=model,
             limit=limit,

@@ -31,7 +31,7 @@ class DeploymentStore(Protocol):
         """
         ...
 
-    def list(
+    def list_page(
         self,
         states: tuple[State, ...] = (),
         model: str | None = None,

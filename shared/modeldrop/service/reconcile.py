@@ -42,7 +42,7 @@ class ReconcileReport:
 def _all(ctx: Context, states: tuple[State, ...]) -> Iterator[Deployment]:
     token = None
     while True:
-        page, token = ctx.store.list(states=states, limit=100, page_token=token)
+        page, token = ctx.store.list_page(states=states, limit=100, page_token=token)
         yield from page
         if not token:
             return

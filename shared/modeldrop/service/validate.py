@@ -171,7 +171,7 @@ def drive_validation(
 
 def supersede_older(ctx: Context, record: Deployment) -> None:
     """Older revisions of the same folder that have not started deploying are superseded."""
-    older, _ = ctx.store.list(states=PRE_DEPLOY, model=record.model, limit=100)
+    older, _ = ctx.store.list_page(states=PRE_DEPLOY, model=record.model, limit=100)
     for other in older:
         if (other.bucket, other.folder) == (record.bucket, record.folder) and (
             other.revision < record.revision

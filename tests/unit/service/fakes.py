@@ -55,7 +55,7 @@ class FakeStore:
         self.rows[deployment.id] = (replace(deployment, etag=None), row[1] + 1)
         return self.get(deployment.id)
 
-    def list(self, states=(), model=None, limit=50, page_token=None):
+    def list_page(self, states=(), model=None, limit=50, page_token=None):
         records = sorted(
             (self.get(i) for i in self.rows),
             key=lambda d: (d.created_at, d.id),
