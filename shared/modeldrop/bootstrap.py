@@ -8,8 +8,9 @@ function module is imported; the Vertex SDK is imported only when something depl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modeldrop import logs
 from modeldrop.domain.findings import excerpt
@@ -17,6 +18,9 @@ from modeldrop.errors import AccessError
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
 from modeldrop.settings import Settings
+
+if TYPE_CHECKING:
+    from modeldrop.api.context import ApiContext
 
 EVENT_FUNCTIONS = ("validate", "deploy", "reconcile")
 log = logs.get("events")
@@ -33,7 +37,6 @@ def build_context(settings: Settings) -> Context:
     import google.cloud.pubsub_v1 as pubsub_v1  # a module import: mypy resolves it as such
     from google.cloud import firestore
 
-    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
     from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
     from modeldrop.adapters.gcs_folder import GcsFolder, default_client
     from modeldrop.adapters.pubsub_events import CloudEventPublisher
@@ -58,7 +61,23 @@ def build_context(settings: Settings) -> Context:
         ),
         deployer=VertexDeployer(settings),
         open_folder=lambda uri: GcsFolder(uri, storage_client),
-        endpoints=DedicatedEndpointClient(settings),
+    )
+
+
+@cache
+def api_context() -> ApiContext:
+    """The api function's process-wide context: the service context, the endpoint client and
+    the api's caches."""
+    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
+    from modeldrop.api.cache import DeployedCache, Throttle
+    from modeldrop.api.context import REFRESH_SECONDS, ApiContext
+
+    base = context()
+    return ApiContext(
+        **{f.name: getattr(base, f.name) for f in fields(base)},
+        endpoints=DedicatedEndpointClient(base.settings),
+        deployed=DeployedCache(base.settings.record_cache_seconds),
+        refresh=Throttle(REFRESH_SECONDS),
     )
 
 

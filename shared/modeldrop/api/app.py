@@ -17,11 +17,11 @@ from flask import Request, Response
 from modeldrop import logs
 from modeldrop.api import openai, proxy, status
 from modeldrop.api.auth import check_bearer
+from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError, no_deployment, no_model
 from modeldrop.api.keys import valid_id, valid_name
 from modeldrop.api.routes import ROUTES, Route, match
 from modeldrop.domain.findings import excerpt
-from modeldrop.service.context import Context
 
 log = logs.get("api")
 
@@ -31,10 +31,10 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 
 @cache
-def _context() -> Context:
-    from modeldrop.bootstrap import context
+def _context() -> ApiContext:
+    from modeldrop.bootstrap import api_context
 
-    return context()
+    return api_context()
 
 
 @cache
@@ -43,7 +43,7 @@ def openapi_document() -> dict[str, Any]:
     return json.loads(resources.files(__package__).joinpath("openapi.json").read_text())
 
 
-def _handlers(ctx: Context, request: Request) -> dict[str, Callable[..., Any]]:
+def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]]:
     base = ctx.settings.api_base_url
     limit = ctx.settings.max_body_bytes
 
@@ -90,7 +90,7 @@ def _error(error: ApiError, route: Route | None) -> Response:
     return json_response(body, error.status)
 
 
-def handle(request: Request, ctx: Context | None = None) -> Response:
+def handle(request: Request, ctx: ApiContext | None = None) -> Response:
     """Answer one request."""
     started = time.perf_counter()
     route, params, known = match(request.method, request.path, ROUTES)

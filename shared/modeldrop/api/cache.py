@@ -1,4 +1,6 @@
-"""A short-lived, per-instance cache of DEPLOYED records for the proxy routes.
+"""Per-instance caches of the api: DEPLOYED records for the proxy routes, and a throttle.
+
+A short-lived cache of DEPLOYED records for the proxy routes.
 
 Reading the record costs a Firestore round trip per query (2-3 ms on the emulator, more on
 Google Cloud); a DEPLOYED record rarely changes, so the proxy reuses it for a few seconds
@@ -40,3 +42,21 @@ class DeployedCache:
         with self._lock:
             for key in [k for k, (_, r) in self._entries.items() if r.id == deployment_id]:
                 del self._entries[key]
+
+
+class Throttle:
+    """Lets one call per key through every `seconds` (per instance, thread-safe)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if now - self._last.get(key, now - self.seconds) < self.seconds:
+                return False
+            self._last[key] = now
+            return True

@@ -11,11 +11,11 @@ from typing import Any
 from flask import Response
 
 from modeldrop.api import proxy
+from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError
 from modeldrop.api.keys import valid_name
 from modeldrop.domain.deployment import Deployment, State
 from modeldrop.domain.findings import excerpt
-from modeldrop.service.context import Context
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -35,7 +35,7 @@ def error_body(error: ApiError) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": error.code.lower()}}
 
 
-def list_models(ctx: Context) -> dict[str, Any]:
+def list_models(ctx: ApiContext) -> dict[str, Any]:
     """Every model name with a DEPLOYED revision (its newest one)."""
     newest: dict[str, Deployment] = {}
     token = None
@@ -60,7 +60,7 @@ def list_models(ctx: Context) -> dict[str, Any]:
     }
 
 
-def resolve(ctx: Context, model: Any) -> Deployment:
+def resolve(ctx: ApiContext, model: Any) -> Deployment:
     """The DEPLOYED record a request's `model` names (deployment id, else model name); a string
     that can be neither is unknown without asking the store."""
     if not isinstance(model, str) or not model:
@@ -73,7 +73,7 @@ def resolve(ctx: Context, model: Any) -> Deployment:
         )
     if not valid_name(model):
         raise unknown_model(model)
-    cache = proxy.deployed_cache(ctx)
+    cache = ctx.deployed
     if cached := cache.get(f"model:{model}"):
         return cached
     by_id = ctx.store.get(model)
@@ -97,6 +97,6 @@ def unknown_model(model: str) -> ApiError:
     )
 
 
-def chat_completions(ctx: Context, body: dict[str, Any]) -> Response | dict[str, Any]:
+def chat_completions(ctx: ApiContext, body: dict[str, Any]) -> Response | dict[str, Any]:
     record = resolve(ctx, body.get("model"))
     return proxy.chat(ctx, record, {**body, "model": record.vertex_id})

@@ -15,12 +15,11 @@ from flask import Request, Response
 
 from modeldrop import logs
 from modeldrop.adapters.endpoint_client import UpstreamError, UpstreamTimeout, UpstreamUnreachable
-from modeldrop.api.cache import DeployedCache
+from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError, no_deployment
 from modeldrop.domain.deployment import Deployment, State
 from modeldrop.domain.findings import excerpt
 from modeldrop.errors import ModeldropError
-from modeldrop.service.context import Context
 from modeldrop.sse import ending_with_done
 
 log = logs.get("api.proxy")
@@ -125,13 +124,9 @@ def too_large(limit: int) -> ApiError:
     )
 
 
-def deployed_cache(ctx: Context) -> DeployedCache:
-    return ctx.memo.setdefault("deployed", DeployedCache(ctx.settings.record_cache_seconds))
-
-
-def deployed(ctx: Context, deployment_id: str) -> Deployment:
+def deployed(ctx: ApiContext, deployment_id: str) -> Deployment:
     """The DEPLOYED record with this id: 404 when unknown, 409 (with its state) otherwise."""
-    cache = deployed_cache(ctx)
+    cache = ctx.deployed
     if cached := cache.get(deployment_id):
         return cached
     record = ctx.store.get(deployment_id)
@@ -157,11 +152,11 @@ def require_deployed(record: Deployment) -> Deployment:
     return record
 
 
-def upstream_failure(ctx: Context, record: Deployment, exc: ModeldropError) -> ApiError:
+def upstream_failure(ctx: ApiContext, record: Deployment, exc: ModeldropError) -> ApiError:
     """502/504 for a failing endpoint, keeping the endpoint's status and body. An endpoint that
     is gone (404, unreachable) is looked up afresh next time."""
     if isinstance(exc, UpstreamUnreachable) or getattr(exc, "status", None) == 404:
-        deployed_cache(ctx).drop(record.id)
+        ctx.deployed.drop(record.id)
     if isinstance(exc, UpstreamTimeout):
         return ApiError(exc.message, exc.hint, code="UPSTREAM_TIMEOUT", status=504)
     if isinstance(exc, UpstreamError):
@@ -207,7 +202,7 @@ def stream_response(chunks: Iterator[bytes], record: Deployment) -> Response:
     )
 
 
-def chat(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response | dict[str, Any]:
+def chat(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response | dict[str, Any]:
     """chat/completions, unary or (with "stream": true) as a server-sent event stream."""
     endpoints = ctx.endpoints
     body = {**body, "model": body.get("model") or record.vertex_id}
@@ -219,7 +214,7 @@ def chat(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response | d
         raise upstream_failure(ctx, record, exc) from exc
 
 
-def predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+def predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> dict[str, Any]:
     _require_instances(body)
     try:
         return ctx.endpoints.predict(record, body)
@@ -227,7 +222,7 @@ def predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> dict[str,
         raise upstream_failure(ctx, record, exc) from exc
 
 
-def stream_raw_predict(ctx: Context, record: Deployment, body: dict[str, Any]) -> Response:
+def stream_raw_predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
     """The instances' completions as a stream (every instance is asked to stream)."""
     _require_instances(body)
     body = {**body, "instances": [{**i, "stream": True} for i in body["instances"]]}

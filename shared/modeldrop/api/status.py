@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from modeldrop import logs
+from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError, no_deployment, no_model
 from modeldrop.api.keys import MAX_BYTES, valid_name
-from modeldrop.api.proxy import deployed_cache
 from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import ActionRefused, Deployment, State
 from modeldrop.domain.findings import excerpt
 from modeldrop.errors import UsageError
-from modeldrop.service.context import Context
 from modeldrop.service.lifecycle import poll_deploy, start_delete
 from modeldrop.service.ports import DeployError
 
 MAX_PAGE = 200
-REFRESH_SECONDS = 5.0
-_last_refresh: dict[str, float] = {}
-_refresh_lock = threading.Lock()
 log = logs.get("api.status")
 
 
-def get_deployment(ctx: Context, deployment_id: str) -> Deployment:
+def get_deployment(ctx: ApiContext, deployment_id: str) -> Deployment:
     record = ctx.store.get(deployment_id)
     if record is None:
         raise no_deployment(deployment_id)
@@ -47,7 +41,9 @@ def single_values(query: Mapping[str, list[str]]) -> dict[str, str]:
     return {key: values[0] for key, values in query.items()}
 
 
-def list_deployments(ctx: Context, query: Mapping[str, list[str]], base_url: str) -> dict[str, Any]:
+def list_deployments(
+    ctx: ApiContext, query: Mapping[str, list[str]], base_url: str
+) -> dict[str, Any]:
     args = single_values(query)
     states = tuple(s.strip().upper() for s in args.get("state", "").split(",") if s.strip())
     unknown = [s for s in states if s not in State.__members__]
@@ -98,16 +94,13 @@ def list_deployments(ctx: Context, query: Mapping[str, list[str]], base_url: str
     }
 
 
-def refreshed(ctx: Context, record: Deployment) -> Deployment:
+def refreshed(ctx: ApiContext, record: Deployment) -> Deployment:
     """A DEPLOYING record brought up to date from its operation, at most every few seconds per
     record and instance, so pollers see DEPLOYED without waiting for reconcile's next tick."""
     if record.state is not State.DEPLOYING or not (record.operation or record.endpoint):
         return record
-    now = time.monotonic()
-    with _refresh_lock:
-        if now - _last_refresh.get(record.id, -REFRESH_SECONDS) < REFRESH_SECONDS:
-            return record
-        _last_refresh[record.id] = now
+    if not ctx.refresh.allow(record.id):
+        return record
     try:
         return poll_deploy(ctx, record) or ctx.store.get(record.id) or record
     except DeployError as exc:
@@ -115,11 +108,11 @@ def refreshed(ctx: Context, record: Deployment) -> Deployment:
         return record
 
 
-def deployment_status(ctx: Context, deployment_id: str, base_url: str) -> dict[str, Any]:
+def deployment_status(ctx: ApiContext, deployment_id: str, base_url: str) -> dict[str, Any]:
     return status_body(refreshed(ctx, get_deployment(ctx, deployment_id)), base_url)
 
 
-def model_status(ctx: Context, name: str, base_url: str) -> dict[str, Any]:
+def model_status(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
     record = ctx.store.latest_for_model(name)
     if record is None:
         raise no_model(name)
@@ -127,11 +120,11 @@ def model_status(ctx: Context, name: str, base_url: str) -> dict[str, Any]:
 
 
 def delete_deployment(
-    ctx: Context, deployment_id: str, base_url: str
+    ctx: ApiContext, deployment_id: str, base_url: str
 ) -> tuple[dict[str, Any], int]:
     """Undeploy and delete the endpoint (202 while that runs), or cancel a pending upload."""
     record = get_deployment(ctx, deployment_id)
-    deployed_cache(ctx).drop(record.id)
+    ctx.deployed.drop(record.id)
     try:
         result = start_delete(ctx, record)
     except ActionRefused as exc:

@@ -7,16 +7,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from modeldrop.domain.findings import excerpt
-from modeldrop.service.ports import (
-    Deployer,
-    DeploymentStore,
-    EndpointClient,
-    EventPublisher,
-    WorkQueue,
-)
+from modeldrop.service.index_cache import IndexCache
+from modeldrop.service.ports import Deployer, DeploymentStore, EventPublisher, WorkQueue
 from modeldrop.settings import Settings
 from modeldrop.validation.folder import Folder
 
@@ -35,6 +29,8 @@ def describe(exc: BaseException) -> str:
 
 @dataclass
 class Context:
+    """The settings, the adapters behind their ports and the per-instance caches of a handler."""
+
     settings: Settings
     store: DeploymentStore
     events: EventPublisher
@@ -43,5 +39,4 @@ class Context:
     open_folder: Callable[[str], Folder]
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = field(default=time.sleep)
-    endpoints: EndpointClient | None = None  # queries to deployed models (the api only)
-    memo: dict[str, Any] = field(default_factory=dict)  # per-instance caches (the api's)
+    index_cache: IndexCache = field(default_factory=IndexCache)

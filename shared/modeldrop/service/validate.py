@@ -11,8 +11,6 @@ storage errors are retried a bounded number of times.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,14 +30,11 @@ from modeldrop.service.context import Context, describe
 from modeldrop.service.records import claim, commit, create, retry_later
 from modeldrop.validation.architecture import BasePolicy
 from modeldrop.validation.folder import FileInfo, Folder
-from modeldrop.validation.index_file import IndexFileError, parse_index
 from modeldrop.validation.validator import validate_folder
 
 log = logs.get("validate")
 PRE_DEPLOY = (State.DETECTED, State.VALIDATING, State.VALIDATED)
 MAX_INDEX_READS = 8  # index files looked at per listing; a folder normally has one
-CACHED_INDEXES = 128  # shard sets kept per instance ...
-CACHED_SHARD_BYTES = 8 * 2**20  # ... holding at most this many bytes of shard names
 # gcloud and Vertex AI read these in gs:// URIs as wildcards (*?[]) or an object generation (#)
 UNSUPPORTED_NAME_CHARACTERS = "*?[]#"
 
@@ -66,37 +61,6 @@ class Listing:
         return self.folder.read_tail(name, length)
 
 
-class IndexCache:
-    """The shard names each index document holds, keyed by (folder location, file name,
-    generation): an object generation never changes, so an entry never goes stale. The least
-    recently used entries go first past `entries` entries or `size` bytes of names; a file
-    without a generation is read every time. Safe to use from several threads (two that miss
-    at once both read)."""
-
-    def __init__(self, entries: int = CACHED_INDEXES, size: int = CACHED_SHARD_BYTES) -> None:
-        self.entries, self.size = entries, size
-        self._kept: OrderedDict[tuple[str, str, str], tuple[frozenset[str], int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def shards(self, folder: Folder, file: FileInfo) -> frozenset[str]:
-        key = (folder.location, file.name, file.generation)
-        with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key][0]
-        shards = _shards(folder.read_range(file.name, 0, file.size))
-        cost = sum(len(name.encode()) for name in shards)
-        if file.generation and cost <= self.size:
-            with self._lock:
-                if key not in self._kept:
-                    self._kept[key] = (shards, cost)
-                    self._bytes += cost
-                while len(self._kept) > self.entries or self._bytes > self.size:
-                    self._bytes -= self._kept.popitem(last=False)[1][1]
-        return shards
-
-
 def _snapshot(ctx: Context, folder: Folder) -> tuple[Listing, dict[str, frozenset[str]]]:
     """One listing, and the shards each root-level index names. At most MAX_INDEX_READS index
     files, of at most one index's size limit together, are looked at (each read once per
@@ -104,7 +68,7 @@ def _snapshot(ctx: Context, folder: Folder) -> tuple[Listing, dict[str, frozense
     (validation says what is wrong with it)."""
     files = folder.list_files()
     rules = catalog.file_rules()
-    cache = ctx.memo.setdefault("index_shards", IndexCache())
+    cache = ctx.index_cache
     budget, taken = rules["limits"]["index_bytes"], 0
     indexes: dict[str, frozenset[str]] = {}
     for f in files:
@@ -115,13 +79,6 @@ def _snapshot(ctx: Context, folder: Folder) -> tuple[Listing, dict[str, frozense
             budget, taken = budget - f.size, taken + 1
             indexes[f.name] = cache.shards(folder, f)
     return Listing(folder, files), indexes
-
-
-def _shards(index: bytes) -> frozenset[str]:
-    try:
-        return frozenset(parse_index(index).values())
-    except IndexFileError:
-        return frozenset()
 
 
 def on_object_finalized(ctx: Context, bucket: str, name: str) -> Deployment | None:

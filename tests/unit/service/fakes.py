@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from modeldrop.adapters.local_folder import LocalFolder
+from modeldrop.api.cache import DeployedCache, Throttle
+from modeldrop.api.context import REFRESH_SECONDS, ApiContext
 from modeldrop.domain.deployment import Deployment, snapshot
 from modeldrop.errors import UsageError
-from modeldrop.service.context import Context
 from modeldrop.service.ports import (
     DeployError,
     DeployStarted,
@@ -254,7 +255,7 @@ class FailingFolder(LocalFolder):
 class Harness:
     """A Context wired to fakes, with the fakes at hand for assertions."""
 
-    ctx: Context
+    ctx: ApiContext  # a service Context too: the handlers of every function take it
     store: FakeStore
     events: FakeEvents
     queue: FakeQueue
@@ -274,8 +275,10 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
         "MODELDROP_BASE_POLICY": "strict", **settings,
     }  # fmt: skip
     endpoints = FakeEndpoints()
-    ctx = Context(
-        Settings.from_env(env), store, events, queue, deployer, bucket.open, clock,
-        sleep=clock.advance, endpoints=endpoints,
+    settings = Settings.from_env(env)
+    ctx = ApiContext(
+        settings, store, events, queue, deployer, bucket.open, clock, sleep=clock.advance,
+        endpoints=endpoints, deployed=DeployedCache(settings.record_cache_seconds),
+        refresh=Throttle(REFRESH_SECONDS),
     )  # fmt: skip
     return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints)
