@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modeldrop.adapters.local_folder import LocalFolder
-from modeldrop.validation.folder import Folder
+from modeldrop.domain.folder import Folder
 
 
 def open_folder(location: str) -> Folder:

@@ -22,8 +22,8 @@ from requests.adapters import HTTPAdapter
 from modeldrop import catalog
 from modeldrop.domain.completion import name_problem
 from modeldrop.domain.findings import excerpt
+from modeldrop.domain.folder import FileInfo
 from modeldrop.errors import AccessError, UsageError
-from modeldrop.validation.folder import FileInfo
 
 EMULATOR_PROJECT = "modeldrop-local"
 RETRY = DEFAULT_RETRY.with_timeout(30.0)  # transient errors (429, 5xx, resets) only

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from modeldrop import catalog
+from modeldrop.domain.folder import FileInfo
 from modeldrop.errors import AccessError
-from modeldrop.validation.folder import FileInfo
 
 
 class LocalFolder:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from modeldrop.validation.folder import FileInfo
+from modeldrop.domain.folder import FileInfo
 
 
 class Completion(StrEnum):

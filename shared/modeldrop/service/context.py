@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from modeldrop.domain.findings import excerpt
+from modeldrop.domain.folder import Folder
 from modeldrop.service.index_cache import IndexCache
 from modeldrop.service.ports import Deployer, DeploymentStore, EventPublisher, WorkQueue
 from modeldrop.settings import Settings
-from modeldrop.validation.folder import Folder
 
 
 def utc_now() -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from modeldrop.validation.folder import FileInfo, Folder
+from modeldrop.domain.folder import FileInfo, Folder
 from modeldrop.validation.index_file import IndexFileError, parse_index
 
 CACHED_INDEXES = 128  # shard sets kept per instance ...

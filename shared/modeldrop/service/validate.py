@@ -25,11 +25,11 @@ from modeldrop.domain.completion import (
 )
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.domain.findings import MachineSpec, Verdict, error, excerpt, internal_error
+from modeldrop.domain.folder import FileInfo, Folder
 from modeldrop.errors import AccessError
 from modeldrop.service.context import Context, describe
 from modeldrop.service.records import claim, commit, create, retry_later
 from modeldrop.validation.architecture import BasePolicy
-from modeldrop.validation.folder import FileInfo, Folder
 from modeldrop.validation.validator import validate_folder
 
 log = logs.get("validate")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeldrop.domain.findings import Finding, error, info, warning
-from modeldrop.validation.folder import FileInfo
+from modeldrop.domain.folder import FileInfo
 
 
 @dataclass

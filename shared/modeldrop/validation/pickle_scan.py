@@ -41,8 +41,8 @@ from typing import cast
 
 from modeldrop import catalog
 from modeldrop.domain.findings import Finding, error, excerpt, warning
+from modeldrop.domain.folder import FileInfo, Folder
 from modeldrop.errors import AccessError
-from modeldrop.validation.folder import FileInfo, Folder
 from modeldrop.validation.zip_reader import (
     Member,
     RangedFile,

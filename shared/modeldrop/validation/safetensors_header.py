@@ -16,8 +16,8 @@ from typing import Any
 
 from modeldrop.catalog import dtype_bits
 from modeldrop.domain.findings import excerpt
+from modeldrop.domain.folder import FileInfo, Folder
 from modeldrop.errors import InputError
-from modeldrop.validation.folder import FileInfo, Folder
 
 FIRST_READ_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024

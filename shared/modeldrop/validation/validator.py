@@ -20,10 +20,10 @@ from modeldrop.domain.findings import (
     internal_error,
     warning,
 )
+from modeldrop.domain.folder import FileInfo, Folder
 from modeldrop.errors import AccessError
 from modeldrop.validation import quantization, sizing
 from modeldrop.validation.architecture import BasePolicy, check_architecture
-from modeldrop.validation.folder import FileInfo, Folder
 from modeldrop.validation.index_file import IndexFileError, check_index, parse_index
 from modeldrop.validation.inventory import Inventory, take_inventory
 from modeldrop.validation.model_config import ConfigError, ModelConfig, parse_config

@@ -36,7 +36,7 @@ import zlib
 from dataclasses import dataclass, replace
 
 from modeldrop.domain.findings import excerpt
-from modeldrop.validation.folder import FileInfo, Folder
+from modeldrop.domain.folder import FileInfo, Folder
 
 MAX_MEMBERS = 65_536
 """The most entries a central directory may list (torch.save writes about one per tensor)."""

@@ -13,7 +13,7 @@ from modeldrop.domain.completion import (
     name_problem,
     revision,
 )
-from modeldrop.validation.folder import FileInfo
+from modeldrop.domain.folder import FileInfo
 
 RULES = file_rules()
 SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]

@@ -13,6 +13,7 @@ from modeldrop.adapters.local_folder import LocalFolder
 from modeldrop.api.cache import DeployedCache, Throttle
 from modeldrop.api.context import REFRESH_SECONDS, ApiContext
 from modeldrop.domain.deployment import Deployment, snapshot
+from modeldrop.domain.folder import FileInfo
 from modeldrop.errors import UsageError
 from modeldrop.service.ports import (
     DeployError,
@@ -22,7 +23,6 @@ from modeldrop.service.ports import (
     RecordTooLarge,
 )
 from modeldrop.settings import Settings
-from modeldrop.validation.folder import FileInfo
 
 BUCKET = "models-bucket"
 

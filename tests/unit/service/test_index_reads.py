@@ -7,9 +7,9 @@ import json
 import os
 
 from modeldrop.domain.deployment import State
+from modeldrop.domain.folder import FileInfo
 from modeldrop.service.index_cache import IndexCache
 from modeldrop.service.validate import on_object_finalized
-from modeldrop.validation.folder import FileInfo
 from tests.unit.service.fakes import BUCKET, LocalBucket, make_harness
 from tests.unit.service.test_pipeline import upload_all
 from tests.unit.validation.test_bad_inputs import INDEX, SHARD1, SHARD2

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from modeldrop import catalog
 from modeldrop.adapters.local_folder import LocalFolder
 from modeldrop.domain.findings import Finding, Severity
+from modeldrop.domain.folder import FileInfo
 from modeldrop.errors import AccessError
-from modeldrop.validation.folder import FileInfo
 from modeldrop.validation.pickle_scan import MAX_PICKLE_BYTES, scan_pickle_weights
 from modeldrop.validation.zip_reader import TAIL_BYTES
 from tests.fixtures.hostile_pickles import (

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from modeldrop.adapters.local_folder import LocalFolder
 from modeldrop.catalog import dtype_bits
-from modeldrop.validation.folder import FileInfo
+from modeldrop.domain.folder import FileInfo
 from modeldrop.validation.safetensors_header import (
     MAX_DIMENSION,
     MAX_DIMS,

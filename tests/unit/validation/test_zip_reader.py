@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from modeldrop import catalog
+from modeldrop.domain.folder import FileInfo
 from modeldrop.validation import zip_reader
-from modeldrop.validation.folder import FileInfo
 from modeldrop.validation.zip_reader import (
     TAIL_BYTES,
     RangedFile,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldrop.adapters.gcs_folder import GcsFolder
+from modeldrop.domain.folder import FileInfo
 from modeldrop.local.vertex.checks import DeploySpec, check_deploy_request, check_endpoint_update
 from modeldrop.local.vertex.engines import (
     Engine,
@@ -23,7 +24,6 @@ from modeldrop.local.vertex.engines import (
 from modeldrop.local.vertex.errors import ApiError, invalid, not_found
 from modeldrop.local.vertex.resources import TYPE_PREFIX, DeployStart, Registry
 from modeldrop.local.vertex.storage import DEFAULT_CACHE, fetch, list_model_folder
-from modeldrop.validation.folder import FileInfo
 
 log = logging.getLogger("modeldrop.vertex")
 

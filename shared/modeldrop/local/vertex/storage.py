@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from modeldrop.adapters.gcs_folder import GcsFolder
+from modeldrop.domain.folder import FileInfo
 from modeldrop.errors import AccessError
 from modeldrop.local.vertex.errors import ApiError, invalid, not_found
-from modeldrop.validation.folder import FileInfo
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "modeldrop-vertex"
 COMPLETE = ".modeldrop-complete"

@@ -1,4 +1,5 @@
-"""The storage port validation reads through: list a folder, read byte ranges of its files."""
+"""The folder port: list a model folder, read byte ranges of its files (validation and the
+validate handler read through it; local and gs:// adapters implement it)."""
 
 from __future__ import annotations
 
