@@ -15,11 +15,12 @@ from typing import Any
 from flask import Request, Response
 
 from modeldrop import logs
-from modeldrop.api import openai, proxy, status
+from modeldrop.api import lookup, openai, proxy, status
 from modeldrop.api.auth import check_bearer
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError, no_deployment, no_model
 from modeldrop.api.keys import valid_id, valid_name
+from modeldrop.api.request_body import read_json
 from modeldrop.api.routes import ROUTES, Route, match
 from modeldrop.domain.findings import excerpt
 
@@ -48,7 +49,7 @@ def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]
     limit = ctx.settings.max_body_bytes
 
     def body() -> dict[str, Any]:
-        return proxy.read_json(request, limit)
+        return read_json(request, limit)
 
     return {
         "health": lambda: {"status": "ok"},
@@ -63,12 +64,12 @@ def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]
             ctx, deployment_id, base
         ),
         "model_status": lambda name: status.model_status(ctx, name, base),
-        "chat": lambda deployment_id: proxy.chat(ctx, proxy.deployed(ctx, deployment_id), body()),
+        "chat": lambda deployment_id: proxy.chat(ctx, lookup.deployed(ctx, deployment_id), body()),
         "predict": lambda deployment_id: proxy.predict(
-            ctx, proxy.deployed(ctx, deployment_id), body()
+            ctx, lookup.deployed(ctx, deployment_id), body()
         ),
         "stream_raw_predict": lambda deployment_id: proxy.stream_raw_predict(
-            ctx, proxy.deployed(ctx, deployment_id), body()
+            ctx, lookup.deployed(ctx, deployment_id), body()
         ),
         "openai_models": lambda: openai.list_models(ctx),
         "openai_chat": lambda: openai.chat_completions(ctx, body()),

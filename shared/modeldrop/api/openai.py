@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response
 
-from modeldrop.api import proxy
+from modeldrop.api import lookup, proxy
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError
 from modeldrop.api.keys import valid_name
@@ -78,14 +78,14 @@ def resolve(ctx: ApiContext, model: Any) -> Deployment:
         return cached
     by_id = ctx.store.get(model)
     if by_id is not None:
-        return cache.put(f"model:{model}", proxy.require_deployed(by_id))
+        return cache.put(f"model:{model}", lookup.require_deployed(by_id))
     page, _ = ctx.store.list_page(states=(State.DEPLOYED,), model=model, limit=1)
     if page:
         return cache.put(f"model:{model}", page[0])
     newest = ctx.store.latest_for_model(model)
     if newest is None:
         raise unknown_model(model)
-    return proxy.require_deployed(newest)
+    return lookup.require_deployed(newest)
 
 
 def unknown_model(model: str) -> ApiError:
