@@ -1,4 +1,4 @@
-"""Hostile folders (the corpus of tests/unit/validation/test_hostile_inputs.py): wall time and
+"""Hostile folders (the corpus of tests/fixtures/hostile_folders.py): wall time and
 peak memory of validating each one, each in a fresh process.
 
 The folder is built first; a child process then imports modeldrop, validates it once and
@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.unit.validation.test_hostile_inputs import CORPUS, write_valid
+from tests.fixtures.hostile_folders import CORPUS
+from tests.fixtures.model_folders import write_valid
 
 MAX_SECONDS = 5.0
 MAX_BYTES = 2**30

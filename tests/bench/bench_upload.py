@@ -23,8 +23,8 @@ from pathlib import Path
 
 from modeldrop import catalog
 from tests.fixtures.header_only import config_for, shard, tensor_bytes, tensor_layout
+from tests.fixtures.model_folders import write_json, write_valid
 from tests.fixtures.safetensors_files import header_dict, write_header
-from tests.unit.validation.test_bad_inputs import write_json, write_valid
 
 SHARDS = (10, 50, 163)
 BUCKET = "bench-upload"

@@ -19,8 +19,8 @@ from modeldrop.adapters.local_folder import LocalFolder
 from modeldrop.local.emulators import missing_emulators, start_fake_gcs
 from modeldrop.validation.architecture import BasePolicy
 from modeldrop.validation.validator import validate_folder
+from tests.fixtures.model_folders import base_config, write_json
 from tests.fixtures.safetensors_files import write_sparse
-from tests.unit.validation.test_bad_inputs import base_config, write_json
 
 SHARDS = 20
 SHARD_BYTES = 50 * 2**20  # 20 x 50 MiB = 1000 MiB

@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from tests.e2e.test_local_stack import upload, wait_state
-from tests.unit.service.test_event_functions import CASE_IDS, CASES, NOT_NOTIFICATIONS, path
-from tests.unit.service.test_poison import DEEP
+from tests.fixtures.poison_events import CASE_IDS, CASES, DEEP, NOT_NOTIFICATIONS, path
 
 REPORT_LIMIT = 256 * 1024
 

@@ -20,8 +20,8 @@ from modeldrop.adapters.pubsub_queue import PubSubWorkQueue, read_validated
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.errors import UsageError
 from modeldrop.service.ports import RecordTooLarge
-from tests.integration.test_firestore_store import FOREIGN_TOKENS
-from tests.integration.test_pubsub_adapters import pull
+from tests.fixtures.page_tokens import FOREIGN_TOKENS
+from tests.fixtures.pubsub import pull
 from tests.unit.service.fakes import FakeEvents, FakeQueue, FakeStore
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)

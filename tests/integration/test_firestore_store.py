@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -361,24 +359,6 @@ def test_latest_for_model_picks_the_highest_revision(store: FirestoreDeploymentS
 
     assert latest is not None and latest.revision == 3 and latest.etag
     assert store.latest_for_model("missing") is None
-
-
-def token(value: Any) -> str:
-    """A page token in the store's format (URL-safe base64 of JSON) holding `value`."""
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-AT = T0.isoformat()
-# page tokens no store handed out: not base64 or JSON, the wrong shape, or an id or a time
-# Firestore would refuse (it raised on each of the last ones before they were checked)
-FOREIGN_TOKENS = [
-    "not-a-token", "!!", "é", token("ab"), token([1, 2]), token([AT]), token([AT, "x", "y"]),
-    token({"a": AT, "b": "x"}), token(["yesterday", "x"]), token([AT, 5]),
-    base64.urlsafe_b64encode(b"\xff\xfe").decode(), token("[" * 100_000),
-    token([AT, "a/b"]), token([AT, ""]), token([AT, ".."]), token([AT, "__x__"]),
-    token([AT, "\ud800"]), token([AT, "a" * 2000]), token(["2026-11-24T09:30:15", "x"]),
-    token(["0001-01-01T00:00:00+01:00", "x"]), token(["9999-12-31T23:59:59-01:00", "x"]),
-]  # fmt: skip
 
 
 # ids and names outside modeldrop.api.keys; Firestore raises on most of them when asked

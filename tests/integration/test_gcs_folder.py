@@ -20,8 +20,8 @@ from modeldrop.domain.deployment import Deployment, State
 from modeldrop.errors import AccessError, UsageError
 from modeldrop.local.emulators import free_port
 from modeldrop.service.validate import on_object_finalized
+from tests.fixtures.model_folders import INDEX, SHARD1, SHARD2, write_valid
 from tests.unit.service.fakes import make_harness
-from tests.unit.validation.test_bad_inputs import INDEX, SHARD1, SHARD2, write_valid
 
 WEIGHTS = bytes(range(256)) * 20  # 5120 bytes
 FOLDER = {

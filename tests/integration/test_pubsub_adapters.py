@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from cloudevents.exceptions import GenericException
-from google.api_core.exceptions import DeadlineExceeded, NotFound
+from google.api_core.exceptions import NotFound
 from google.cloud import pubsub_v1
 
 from modeldrop.adapters.pubsub_admin import ensure_subscription, ensure_topic
@@ -27,6 +27,7 @@ from modeldrop.adapters.pubsub_events import (
 from modeldrop.adapters.pubsub_queue import PubSubWorkQueue, read_validated
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, snapshot
 from modeldrop.local.emulators import free_port
+from tests.fixtures.pubsub import pull
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -42,30 +43,6 @@ def subscriber(pubsub_emulator) -> Iterator[pubsub_v1.SubscriberClient]:
 def names() -> str:
     """A prefix unique to the test for topic and subscription names."""
     return f"t{uuid.uuid4().hex[:12]}"
-
-
-def pull(
-    subscriber: pubsub_v1.SubscriberClient, subscription: str, expected: int, quiet_s: float = 0.5
-) -> list[Any]:
-    """Pull and ack until `expected` messages came, then for `quiet_s` more to catch extras."""
-    received: list[Any] = []
-    deadline = time.monotonic() + 10
-    quiet_until = None
-    while time.monotonic() < deadline:
-        try:
-            response = subscriber.pull(subscription=subscription, max_messages=100, timeout=2)
-        except DeadlineExceeded:
-            continue
-        if response.received_messages:
-            ack_ids = [m.ack_id for m in response.received_messages]
-            subscriber.acknowledge(subscription=subscription, ack_ids=ack_ids)
-            received += [m.message for m in response.received_messages]
-        if len(received) >= expected:
-            quiet_until = quiet_until or time.monotonic() + quiet_s
-            if time.monotonic() >= quiet_until:
-                return received
-        time.sleep(0.05)
-    return received
 
 
 def deployment_in(state: State, name: str = "llama-ft") -> Deployment:

@@ -12,7 +12,8 @@ from modeldrop.adapters.local_folder import LocalFolder
 from modeldrop.cli import main
 from modeldrop.validation.safetensors_header import FIRST_READ_BYTES
 from modeldrop.validation.validator import validate_folder
-from tests.unit.validation.test_bad_inputs import CORPUS, write_valid
+from tests.fixtures.bad_folders import CORPUS
+from tests.fixtures.model_folders import write_valid
 
 BUCKET = "validate-bucket"
 

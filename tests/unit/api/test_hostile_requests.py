@@ -13,9 +13,9 @@ from modeldrop.api.app import handle
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.reconcile import reconcile
 from modeldrop.settings import Settings
+from tests.fixtures.model_folders import write_valid
+from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import make_harness
-from tests.unit.service.test_pipeline import upload_all
-from tests.unit.validation.test_bad_inputs import write_valid
 
 app = Flask(__name__)
 LONG = "a" * 2000  # Firestore refuses it as a queried value or a document id

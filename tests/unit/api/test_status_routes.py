@@ -8,9 +8,9 @@ import pytest
 from flask import Flask
 
 from modeldrop.api.app import handle
+from tests.fixtures.model_folders import write_valid
+from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import make_harness
-from tests.unit.service.test_pipeline import upload_all
-from tests.unit.validation.test_bad_inputs import write_valid
 
 app = Flask(__name__)
 

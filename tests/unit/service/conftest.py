@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fixtures.model_folders import write_valid
 from tests.unit.service.fakes import make_harness
-from tests.unit.validation.test_bad_inputs import write_valid
 
 
 @pytest.fixture

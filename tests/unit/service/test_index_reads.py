@@ -10,9 +10,9 @@ from modeldrop.domain.deployment import State
 from modeldrop.domain.folder import FileInfo
 from modeldrop.service.index_cache import IndexCache
 from modeldrop.service.validate import on_object_finalized
+from tests.fixtures.model_folders import INDEX, SHARD1, SHARD2
+from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import BUCKET, LocalBucket, make_harness
-from tests.unit.service.test_pipeline import upload_all
-from tests.unit.validation.test_bad_inputs import INDEX, SHARD1, SHARD2
 
 
 def small_files_first(model) -> list[str]:

@@ -12,18 +12,9 @@ from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.validate import on_object_finalized
+from tests.fixtures.bad_folders import CORPUS
+from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import BUCKET, make_harness
-from tests.unit.validation.test_bad_inputs import CORPUS
-
-
-def upload_all(h, model, name="qwen-ft", order=None):
-    """Upload file by file, firing one finalize event per object like GCS does."""
-    names = order or sorted(p.name for p in model.iterdir())
-    results = []
-    for file_name in names:
-        (obj,) = h.bucket.upload(BUCKET, f"models/{name}", model, [file_name])
-        results.append(on_object_finalized(h.ctx, BUCKET, obj))
-    return results
 
 
 def test_happy_path_notifies_every_state_in_order(h, model):

@@ -20,13 +20,12 @@ from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.validate import on_object_finalized
 from modeldrop.settings import SETTINGS
+from tests.fixtures.model_folders import INDEX, SHARD1
+from tests.fixtures.poison_events import DEEP
+from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import BUCKET
-from tests.unit.service.test_pipeline import upload_all
-from tests.unit.validation.test_bad_inputs import INDEX, SHARD1
 
 ATTEMPTS = int(SETTINGS["max_attempts"].default)
-
-DEEP = "[" * 100_000 + "]" * 100_000
 
 
 @pytest.mark.parametrize(
