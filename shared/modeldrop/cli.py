@@ -120,14 +120,22 @@ def _add_stack(commands: argparse._SubParsersAction) -> None:
         ("demo", _demo, "build a tiny model and take it to DEPLOYED on the local stack"),
     ):
         command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("--settle", type=float, default=0.0,
-                             help="settle window in seconds (default 0)")  # fmt: skip
+        command.add_argument(
+            "--settle", type=float, default=0.0, help="settle window in seconds (default 0)"
+        )
         command.add_argument("--completion-mode", choices=["auto", "marker"], default="auto")
-        command.add_argument("--policy", choices=["strict", "family"], default="family",
-                             help="base-model policy (default family: tiny models are not "
-                             "listed sizes)")  # fmt: skip
-        command.add_argument("--engine", choices=["auto", "transformers", "vllm", "echo"],
-                             default="auto", help="the Vertex emulator's engine")  # fmt: skip
+        command.add_argument(
+            "--policy",
+            choices=["strict", "family"],
+            default="family",
+            help="base-model policy (default family: tiny models are not listed sizes)",
+        )
+        command.add_argument(
+            "--engine",
+            choices=["auto", "transformers", "vllm", "echo"],
+            default="auto",
+            help="the Vertex emulator's engine",
+        )
         command.set_defaults(run=run)
 
 

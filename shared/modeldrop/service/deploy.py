@@ -38,8 +38,11 @@ def on_validated(ctx: Context, deployment_id: str) -> Deployment | None:
         return None
     if record.state is State.VALIDATED or unstarted(record, ctx.clock()):
         return claim_and_deploy(ctx, record)
-    log.info("duplicate or late message: deployment is %s", record.state,
-             extra={"deployment_id": record.id})  # fmt: skip
+    log.info(
+        "duplicate or late message: deployment is %s",
+        record.state,
+        extra={"deployment_id": record.id},
+    )
     return record
 
 
@@ -59,8 +62,11 @@ def start_deploy(ctx: Context, record: Deployment) -> Deployment:
         if exc.retryable:
             return retry_later(ctx, record, exc)
         return fail(ctx, record, exc) or record
-    log.info("deploy started: %s", started.operation or started.endpoint,
-             extra={"deployment_id": record.id})  # fmt: skip
+    log.info(
+        "deploy started: %s",
+        started.operation or started.endpoint,
+        extra={"deployment_id": record.id},
+    )
     recorded = update(
         record, ctx.clock(), operation=started.operation, endpoint=started.endpoint, error=None
     )

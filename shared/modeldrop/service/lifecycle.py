@@ -33,8 +33,9 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
     except DeployError as exc:
         if exc.retryable and ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
             raise
-        failed = advance(record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(),
-                         lease_expires_at=None)  # fmt: skip
+        failed = advance(
+            record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(), lease_expires_at=None
+        )
         return commit(ctx, failed)
 
 
@@ -45,8 +46,14 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
         if not status.done:
             return _timeout(ctx, record)
         if status.error:
-            failed = advance(record, State.FAILED, now, status.error["code"], error=status.error,
-                             lease_expires_at=None)  # fmt: skip
+            failed = advance(
+                record,
+                State.FAILED,
+                now,
+                status.error["code"],
+                error=status.error,
+                lease_expires_at=None,
+            )
             return commit(ctx, failed)
         endpoint = status.endpoint or record.endpoint
     else:
@@ -58,10 +65,15 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     if labels:
         ctx.deployer.set_labels(info.name, labels)
     deployed = advance(
-        record, State.DEPLOYED, now, info.name, endpoint=info.name,
-        endpoint_dns=info.dedicated_endpoint_dns, deployed_model_id=info.deployed_model_ids[0],
+        record,
+        State.DEPLOYED,
+        now,
+        info.name,
+        endpoint=info.name,
+        endpoint_dns=info.dedicated_endpoint_dns,
+        deployed_model_id=info.deployed_model_ids[0],
         lease_expires_at=None,
-    )  # fmt: skip
+    )
     return commit(ctx, deployed)
 
 

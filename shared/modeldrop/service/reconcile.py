@@ -63,8 +63,11 @@ def reconcile(ctx: Context) -> ReconcileReport:
                 result = step(ctx, record)
             except Exception as exc:  # one bad record must not block the rest
                 report.errors[record.id] = f"{type(exc).__name__}: {excerpt(str(exc))}"
-                log.error("reconcile step failed: %s", report.errors[record.id],
-                          extra={"deployment_id": record.id})  # fmt: skip
+                log.error(
+                    "reconcile step failed: %s",
+                    report.errors[record.id],
+                    extra={"deployment_id": record.id},
+                )
                 continue
             if result is not None and result.state is not record.state:
                 report.moved[record.id] = str(result.state)

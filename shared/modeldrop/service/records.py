@@ -116,10 +116,12 @@ def retry_later(ctx: Context, record: Deployment, exc: ModeldropError) -> Deploy
         gave_up = ModeldropError(exc.message, f"{exc.hint} {again}".lstrip(), code=exc.code)
         return fail(ctx, record, gave_up) or record
     log.warning(
-        "attempt %d of %d failed, to be retried: %s", record.attempts, ctx.settings.max_attempts,
+        "attempt %d of %d failed, to be retried: %s",
+        record.attempts,
+        ctx.settings.max_attempts,
         exc,
         extra={"deployment_id": record.id},
-    )  # fmt: skip
+    )
     now = ctx.clock()
     commit(ctx, update(record, now, error=exc.as_dict(), lease_expires_at=now))
     raise exc

@@ -197,17 +197,27 @@ def _record_verdict(ctx: Context, record: Deployment, verdict: Verdict) -> Deplo
     if not verdict.accepted:
         first = verdict.errors[0]
         rejected = advance(
-            record, State.REJECTED, now, first.code, validation=report,
+            record,
+            State.REJECTED,
+            now,
+            first.code,
+            validation=report,
             error={"code": first.code, "message": first.message, "hint": first.hint},
             lease_expires_at=None,
-        )  # fmt: skip
+        )
         return commit(ctx, rejected) or record
     machine = verdict.recommended_machine.as_dict() if verdict.recommended_machine else None
     validated = advance(
-        record, State.VALIDATED, now, verdict.matched_base or report["architecture"] or "",
-        validation=report, machine=machine, overrides=verdict.overrides, error=None,
+        record,
+        State.VALIDATED,
+        now,
+        verdict.matched_base or report["architecture"] or "",
+        validation=report,
+        machine=machine,
+        overrides=verdict.overrides,
+        error=None,
         lease_expires_at=now + _lease(ctx),
-    )  # fmt: skip
+    )
     written = commit(ctx, validated)
     if written is None or written.state is not State.VALIDATED:
         return written or record
