@@ -46,11 +46,10 @@ locals {
     MODELDROP_COLLECTION      = var.firestore_collection
     MODELDROP_LEASE_SECONDS   = tostring(var.lease_seconds)
     # Empty: the regional endpoint <region>-aiplatform.googleapis.com (overrides are for the
-    # local emulator, as are anonymous credentials and plain-http dedicated endpoints).
+    # local emulator, as are anonymous credentials).
     MODELDROP_VERTEX_API_ENDPOINT  = ""
     MODELDROP_VERTEX_TRANSPORT     = "rest"
     MODELDROP_VERTEX_ANONYMOUS     = "false"
-    MODELDROP_ENDPOINT_SCHEME      = "https"
     MODELDROP_UPSTREAM_TIMEOUT     = tostring(var.upstream_timeout_seconds)
     MODELDROP_MAX_BODY_BYTES       = tostring(var.max_body_bytes)
     MODELDROP_RECORD_CACHE_SECONDS = tostring(var.record_cache_seconds)

@@ -66,17 +66,22 @@ def build_context(settings: Settings) -> Context:
 
 @cache
 def api_context() -> ApiContext:
-    """The api function's process-wide context: the service context, the endpoint client and
-    the api's caches."""
+    """The api function's process-wide context, built from the environment."""
+    logs.configure()
+    return build_api_context(Settings.from_env())
+
+
+def build_api_context(settings: Settings) -> ApiContext:
+    """The service context plus what the api adds: the endpoint client and its caches."""
     from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
     from modeldrop.api.cache import DeployedCache, Throttle
     from modeldrop.api.context import REFRESH_SECONDS, ApiContext
 
-    base = context()
+    base = build_context(settings)
     return ApiContext(
         **{f.name: getattr(base, f.name) for f in fields(base)},
-        endpoints=DedicatedEndpointClient(base.settings),
-        deployed=DeployedCache(base.settings.record_cache_seconds),
+        endpoints=DedicatedEndpointClient(settings),
+        deployed=DeployedCache(settings.record_cache_seconds),
         refresh=Throttle(REFRESH_SECONDS),
     )
 

@@ -114,9 +114,6 @@ SETTINGS: dict[str, Setting] = {
     "vertex_anonymous": Setting(
         "MODELDROP_VERTEX_ANONYMOUS", "false", _bool, "anonymous credentials (emulator only)"
     ),
-    "endpoint_scheme": Setting(
-        "MODELDROP_ENDPOINT_SCHEME", "https", help="scheme for dedicated endpoints (http: emulator)"
-    ),
     "upstream_timeout": Setting(
         "MODELDROP_UPSTREAM_TIMEOUT", "300", float, "seconds to wait for a model's answer"
     ),
@@ -172,7 +169,6 @@ class Settings:
     vertex_api_endpoint: str
     vertex_transport: str
     vertex_anonymous: bool
-    endpoint_scheme: str
     upstream_timeout: float
     api_tokens: tuple[str, ...]
     api_base_url: str

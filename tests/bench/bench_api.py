@@ -1,17 +1,19 @@
 """Proxy overhead of the api function over calling the same Vertex endpoint directly.
 
 The local stack with the echo engine (answers instantly), one tiny model DEPLOYED. The same
-chat/completions body goes to the dedicated endpoint URL (http://{endpoint_dns}/v1beta1/
-{endpoint}/chat/completions) and through the api (POST /v1/deployments/{id}/chat/completions),
-each over its own keep-alive requests.Session. Unary: sequential requests, interleaved (the
-order rotates) so drift cancels; median and p99 of both, and of the OpenAI-compatible route
-(POST /v1/chat/completions, model = model name) for comparison. Streaming: time to the first SSE
-`data:` event. Throughput: requests per second with 8 concurrent clients, each path in turn.
+chat/completions body goes to the dedicated endpoint URL (https://{endpoint_dns}/v1beta1/
+{endpoint}/chat/completions, verified with the emulator's CA) and through the api (POST
+/v1/deployments/{id}/chat/completions), each over its own keep-alive requests.Session.
+Unary: sequential requests, interleaved (the order rotates) so drift cancels; median and p99
+of both, and of the OpenAI-compatible route (POST /v1/chat/completions, model = model name)
+for comparison. Streaming: time to the first SSE `data:` event. Throughput: requests per
+second with 8 concurrent clients, each path in turn.
 Targets: overhead median <= 2 ms; first chunk within 5 ms of direct.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import requests
 
@@ -118,7 +121,7 @@ def _throughput(url: str) -> tuple[float, int]:
 
 def _deploy(stack: Any, folder: Path) -> dict[str, Any]:
     from modeldrop.adapters.gcs_folder import default_client
-    from modeldrop.local.upload import upload_folder
+    from modeldrop.local.uploader import upload_folder
 
     config = stack.config
     upload_folder(default_client(), folder, config.bucket, f"{config.root_prefix}{MODEL}")
@@ -147,10 +150,13 @@ def run() -> dict:
     try:
         folder = build_tiny_model(work / "tiny", "llama")
         config = StackConfig(engine="echo", state_dir=work / "state")
-        with LocalStack(config) as stack:
+        with (
+            LocalStack(config) as stack,
+            mock.patch.dict(os.environ, {"REQUESTS_CA_BUNDLE": str(stack.vertex_ca)}),
+        ):
             status = _deploy(stack, folder)
             urls = {
-                "direct": f"http://{status['endpoint_dns']}/v1beta1/{status['endpoint']}"
+                "direct": f"https://{status['endpoint_dns']}/v1beta1/{status['endpoint']}"
                 "/chat/completions",
                 "api": f"{stack.urls['api']}/v1/deployments/{status['id']}/chat/completions",
             }

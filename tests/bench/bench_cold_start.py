@@ -69,7 +69,6 @@ FAKE_ENV = {
     "PUBSUB_EMULATOR_HOST": "127.0.0.1:9",
     "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
     "MODELDROP_BUCKET": "bench",
-    "MODELDROP_ENDPOINT_SCHEME": "http",
 }
 
 

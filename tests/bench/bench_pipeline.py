@@ -37,7 +37,7 @@ def run() -> dict:
     from modeldrop.local.stack import LocalStack, StackConfig
     from modeldrop.local.subscriber import EventSubscriber
     from modeldrop.local.tiny_model import build_tiny_model
-    from modeldrop.local.upload import upload_folder
+    from modeldrop.local.uploader import upload_folder
 
     if reason := missing_emulators():
         print(f"   SKIPPED: {reason}")

@@ -101,13 +101,13 @@ def test_upstream_timeout_is_a_504(stack, served, monkeypatch):
     from flask import Flask
 
     from modeldrop.api.app import handle
-    from modeldrop.bootstrap import build_context
+    from modeldrop.bootstrap import build_api_context
     from modeldrop.settings import Settings
 
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MODELDROP_UPSTREAM_TIMEOUT", "0.3")
-    ctx = build_context(Settings.from_env())
+    ctx = build_api_context(Settings.from_env())
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 400, "ignore_eos": True}
     with Flask(__name__).test_request_context(
         f"/v1/deployments/{served['id']}/chat/completions", method="POST", json=body

@@ -14,7 +14,7 @@ from cloudevents.http import CloudEvent
 
 from modeldrop.adapters.gcs_folder import default_client
 from modeldrop.adapters.pubsub_events import parse_event
-from modeldrop.local.upload import upload_folder
+from modeldrop.local.uploader import upload_folder
 
 SETTLED = {"DEPLOYED", "REJECTED", "FAILED", "SUPERSEDED"}
 
@@ -45,6 +45,14 @@ def test_upload_to_deployed_with_ordered_cloudevents(stack, tiny_model):
     status = wait_state(stack, "happy")
     assert status["state"] == "DEPLOYED", status
     assert status["endpoint_dns"] and status["endpoint"].endswith(status["id"])
+    # as on Google Cloud, the endpoint answers at https://{endpoint_dns}: the emulator's CA verifies
+    chat = requests.post(
+        f"https://{status['endpoint_dns']}/v1beta1/{status['endpoint']}/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        timeout=60,
+        verify=stack.connection()["vertex_ca"],
+    )
+    assert chat.status_code == 200, chat.text
     stack.events.wait_for(lambda _: "DEPLOYED" in states_of(stack, status["id"]), 30)
     states = states_of(stack, status["id"])
     assert states == ["DETECTED", "VALIDATING", "VALIDATED", "DEPLOYING", "DEPLOYED"], states

@@ -25,7 +25,7 @@ from modeldrop.bootstrap import build_context
 from modeldrop.domain.deployment import State
 from modeldrop.errors import AccessError
 from modeldrop.local.emulators import pubsub_emulator
-from modeldrop.local.upload import upload_folder
+from modeldrop.local.uploader import upload_folder
 from modeldrop.local.vertex import VertexEmulator
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import DeployError
@@ -76,7 +76,7 @@ class Harness:
             "MODELDROP_SETTLE_SECONDS": "0", "MODELDROP_BASE_POLICY": "family",
             "MODELDROP_LEASE_SECONDS": "1", "MODELDROP_PUBLISH_TIMEOUT": "3",
             "MODELDROP_VERTEX_API_ENDPOINT": vertex.url, "MODELDROP_VERTEX_ANONYMOUS": "true",
-            "MODELDROP_ENDPOINT_SCHEME": "http", "GOOGLE_CLOUD_PROJECT": "modeldrop-local",
+            "GOOGLE_CLOUD_PROJECT": "modeldrop-local",
             **overrides,
         }  # fmt: skip
         self.settings = Settings.from_env(env)
@@ -155,7 +155,7 @@ def test_marker_mode_waits_for_the_marker_then_deploys(
     assert record.state is State.VALIDATED
     (deploying,) = h.deploy_queued()
     assert deploying.state is State.DEPLOYING
-    assert h.until(record.id, State.DEPLOYED).endpoint_dns == vertex.host
+    assert h.until(record.id, State.DEPLOYED).endpoint_dns == vertex.dedicated_dns
 
 
 def test_marker_with_missing_files_is_rejected_at_once(

@@ -3,7 +3,8 @@
 Contract: the JSON our deployer makes the real SDK send (camelCase, integer enums), the REST
 paths of its other calls (operations at /v1beta1/{name}), and every field it sets read back
 from the emulator. Integration: a tiny
-model deployed through the adapter and queried through the endpoint client (counting tokens,
+model deployed through the adapter and queried through the endpoint client over https, verified
+against the emulator's CA through REQUESTS_CA_BUNDLE as on the local stack (counting tokens,
 never comparing text). Errors: the emulator's fault mode, mapped to retryable or permanent
 with hints, and ALREADY_EXISTS recovery.
 """
@@ -51,8 +52,14 @@ def settings_for(emulator: VertexEmulator) -> Settings:
     return Settings.from_env({
         "GOOGLE_CLOUD_PROJECT": "modeldrop-local", "MODELDROP_REGION": "us-central1",
         "MODELDROP_VERTEX_API_ENDPOINT": emulator.url, "MODELDROP_VERTEX_ANONYMOUS": "true",
-        "MODELDROP_ENDPOINT_SCHEME": "http", "MODELDROP_UPSTREAM_TIMEOUT": "120",
+        "MODELDROP_UPSTREAM_TIMEOUT": "120",
     })  # fmt: skip
+
+
+def endpoint_client(emulator: VertexEmulator, monkeypatch: pytest.MonkeyPatch):
+    """The production client, trusting the emulator's CA as the local stack's functions do."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_path))
+    return DedicatedEndpointClient(settings_for(emulator))
 
 
 def record(folder: str, **changes: Any) -> Deployment:
@@ -83,9 +90,8 @@ def tiny(gcs, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def emulator(gcs, tmp_path_factory):
-    with VertexEmulator(
-        engine="transformers", cache_dir=tmp_path_factory.mktemp("c"), faults=""
-    ) as e:
+    cache = tmp_path_factory.mktemp("c")
+    with VertexEmulator(engine="transformers", cache_dir=cache, faults="", ca_dir=cache) as e:
         e.recorder = Recorder(e.app.wsgi_app)
         e.app.wsgi_app = e.recorder
         yield e
@@ -143,7 +149,7 @@ def test_every_field_we_set_reads_back(emulator, deployed):
     endpoint = requests.get(f"{emulator.url}/v1beta1/{d.endpoint}", timeout=10).json()
     assert endpoint["name"].endswith(f"/endpoints/{d.vertex_id}")
     assert endpoint["displayName"] == "tiny-adapter-endpoint"
-    assert endpoint["dedicatedEndpointDns"] == emulator.host == d.endpoint_dns
+    assert endpoint["dedicatedEndpointDns"] == emulator.dedicated_dns == d.endpoint_dns
     model = endpoint["deployedModels"][0]
     assert model["model"].endswith(f"/models/{d.vertex_id}")
     resources = model["dedicatedResources"]
@@ -160,7 +166,8 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     upload_folder(gcs.client, folder, "models/psc")
-    with VertexEmulator(engine="echo", cache_dir=tmp_path / "cache", faults="") as e:
+    cache = tmp_path / "cache"
+    with VertexEmulator(engine="echo", cache_dir=cache, faults="", ca_dir=cache) as e:
         recorder = Recorder(e.app.wsgi_app)
         e.app.wsgi_app = recorder
         d = record("models/psc", overrides={
@@ -178,9 +185,9 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
         assert endpoint["privateServiceConnectConfig"]["projectAllowlist"] == ["client-project-1"]
 
 
-def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deployed):
+def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deployed, monkeypatch):
     d, _, _ = deployed
-    client = DedicatedEndpointClient(settings_for(emulator))
+    client = endpoint_client(emulator, monkeypatch)
     body = {"model": d.vertex_id, "messages": [{"role": "user", "content": "hello"}],
             "max_tokens": 12, "temperature": 0, "top_p": 1, "ignore_eos": True}  # fmt: skip
     unary = client.chat_completions(d, body)
@@ -211,9 +218,9 @@ def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deploy
     assert raw.count(b"data: ") >= 2
 
 
-def test_upstream_errors_keep_status_and_body(emulator, deployed):
+def test_upstream_errors_keep_status_and_body(emulator, deployed, monkeypatch):
     d, _, _ = deployed
-    client = DedicatedEndpointClient(settings_for(emulator))
+    client = endpoint_client(emulator, monkeypatch)
     with pytest.raises(UpstreamError) as caught:
         client.chat_completions(replace(d, endpoint=d.endpoint + "-missing"), {"messages": []})
     assert caught.value.status == 404 and caught.value.body
@@ -245,7 +252,8 @@ def echo(gcs, tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     upload_folder(gcs.client, folder, "models/echo-adapter")
-    with VertexEmulator(engine="echo", cache_dir=tmp_path / "cache", faults="") as e:
+    cache = tmp_path / "cache"
+    with VertexEmulator(engine="echo", cache_dir=cache, faults="", ca_dir=cache) as e:
         yield e
 
 

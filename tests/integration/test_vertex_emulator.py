@@ -17,6 +17,8 @@ google-cloud-aiplatform 2.7, v1beta1, transport="rest"):
   BadRequest (also for FAILED_PRECONDITION), 404 -> NotFound, 409 -> Conflict (not
   AlreadyExists), 403 -> Forbidden, 429 -> TooManyRequests, 503 -> ServiceUnavailable.
 
+Queries go where clients send them, https://{dedicatedEndpointDns} (the emulator's TLS port),
+verified against the emulator's CA (`verify=` or REQUESTS_CA_BUNDLE).
 The engine is `transformers serve` on CPU; tests count tokens and chunks, never compare text.
 The request checks and fault mode run with the "echo" engine (no torch needed): they exercise
 the control plane only and claim nothing about serving.
@@ -159,9 +161,9 @@ def broken_uri(gcs: Any, model_folder: Path, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def serving(gcs: Any, tiny_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The emulator with the transformers engine; checks that stopping it leaves no engine."""
-    emulator = VertexEmulator(
-        engine="transformers", cache_dir=tmp_path_factory.mktemp("vertex-cache"), faults=""
-    ).start()
+    cache = tmp_path_factory.mktemp("vertex-cache")
+    emulator = VertexEmulator(engine="transformers", cache_dir=cache, faults="", ca_dir=cache)
+    emulator.start()
     try:
         yield emulator
     finally:
@@ -173,7 +175,8 @@ def serving(gcs: Any, tiny_uri: str, tmp_path_factory: pytest.TempPathFactory) -
 @dataclass
 class Deployed:
     endpoint: str  # resource name
-    query_base: str  # http://{dedicatedEndpointDns}/v1beta1/{endpoint}
+    query_base: str  # https://{dedicatedEndpointDns}/v1beta1/{endpoint}
+    ca: str  # the CA that verifies it
     model_id: str
     deployed_id: str
     pid: int
@@ -194,7 +197,8 @@ def deployed(serving: Any, tiny_uri: str) -> Iterator[Deployed]:
     pid = next(e["pid"] for e in serving.control.engines() if e["endpoint"] == endpoint["name"])
     yield Deployed(
         endpoint=endpoint["name"],
-        query_base=f"http://{endpoint['dedicatedEndpointDns']}/v1beta1/{endpoint['name']}",
+        query_base=f"https://{endpoint['dedicatedEndpointDns']}/v1beta1/{endpoint['name']}",
+        ca=str(serving.ca_path),
         model_id="tiny-model",
         deployed_id=endpoint["deployedModels"][0]["id"],
         pid=pid,
@@ -219,7 +223,8 @@ def echo(gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     upload_folder(gcs.client, folder, "models/echo-model")
-    with VertexEmulator(engine="echo", cache_dir=folder.parent / "cache", faults="") as emulator:
+    cache = folder.parent / "cache"
+    with VertexEmulator(engine="echo", cache_dir=cache, faults="", ca_dir=cache) as emulator:
         yield emulator
 
 
@@ -249,7 +254,7 @@ def test_rest_deploy_reaches_ready_with_the_dedicated_endpoint(
 ) -> None:
     endpoint = requests.get(f"{serving.url}/v1beta1/{deployed.endpoint}", timeout=10).json()
     assert endpoint["dedicatedEndpointEnabled"] is True
-    assert endpoint["dedicatedEndpointDns"] == serving.host
+    assert endpoint["dedicatedEndpointDns"] == serving.dedicated_dns != serving.host
     assert endpoint["labels"] == {} and endpoint["trafficSplit"] == {deployed.deployed_id: 100}
     model = endpoint["deployedModels"][0]
     assert model["model"] == f"{PARENT}/models/tiny-model"
@@ -309,7 +314,9 @@ def test_chat_completion_unary(deployed: Deployed) -> None:
         "ignore_eos": True,  # vLLM-only: translated for transformers serve, not a 422
         "messages": [{"role": "user", "content": "How to tell the time by looking at the sky?"}],
     }
-    response = requests.post(f"{deployed.query_base}/chat/completions", json=body, timeout=60)
+    response = requests.post(
+        f"{deployed.query_base}/chat/completions", json=body, timeout=60, verify=deployed.ca
+    )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["object"] == "chat.completion" and answer["model"] == deployed.model_id
@@ -329,7 +336,7 @@ def test_chat_completion_streams_chunk_by_chunk(deployed: Deployed) -> None:
     }
     url = f"{deployed.query_base}/chat/completions"
     start = time.perf_counter()
-    with requests.post(url, json=body, stream=True, timeout=60) as response:
+    with requests.post(url, json=body, stream=True, timeout=60, verify=deployed.ca) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         events = list(sse_events(response, start))
@@ -355,7 +362,9 @@ def test_chat_completion_streams_chunk_by_chunk(deployed: Deployed) -> None:
 def test_predict_answers_in_model_garden_format(deployed: Deployed) -> None:
     instance = {"prompt": "How to tell the time?", "temperature": 0, "top_p": 1, "max_tokens": 6}
     body = {"instances": [{**instance, "ignore_eos": True}, {**instance, "raw_response": True}]}
-    response = requests.post(f"{deployed.query_base}:predict", json=body, timeout=60)
+    response = requests.post(
+        f"{deployed.query_base}:predict", json=body, timeout=60, verify=deployed.ca
+    )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["deployedModelId"] == deployed.deployed_id
@@ -370,7 +379,7 @@ def test_stream_raw_predict_passes_the_completion_stream(deployed: Deployed) -> 
     instance = {"prompt": "How", "temperature": 0, "max_tokens": 10, "ignore_eos": True}
     body = {"instances": [{**instance, "stream": True}]}
     url = f"{deployed.query_base}:streamRawPredict"
-    with requests.post(url, json=body, stream=True, timeout=60) as response:
+    with requests.post(url, json=body, stream=True, timeout=60, verify=deployed.ca) as response:
         assert response.status_code == 200
         events = [data for _, data in sse_events(response)]
     assert events[-1] == SSE_DONE
@@ -387,8 +396,8 @@ def test_concurrent_streams_all_finish(deployed: Deployed) -> None:
 
     def one() -> None:
         url = f"{deployed.query_base}/chat/completions"
-        with requests.post(url, json=body, stream=True, timeout=120) as response:
-            events = [data for _, data in sse_events(response)]
+        with requests.post(url, json=body, stream=True, timeout=120, verify=deployed.ca) as r:
+            events = [data for _, data in sse_events(r)]
         results.append(json.loads(events[-2][len("data: ") :])["usage"]["completion_tokens"])
 
     threads = [threading.Thread(target=one) for _ in range(4)]
@@ -405,7 +414,9 @@ def test_queries_to_unknown_or_undeployed_endpoints(serving: Any, deployed: Depl
     unknown = requests.post(f"{serving.url}/v1beta1/{PARENT}/endpoints/nope/chat/completions",
                             json=body, timeout=10)  # fmt: skip
     assert unknown.status_code == 404
-    bad = requests.post(f"{deployed.query_base}:predict", json={"instances": [{}]}, timeout=10)
+    bad = requests.post(
+        f"{deployed.query_base}:predict", json={"instances": [{}]}, timeout=10, verify=deployed.ca
+    )
     assert bad.status_code == 400 and '"prompt"' in bad.json()["error"]["message"]
 
 
@@ -435,6 +446,7 @@ def test_model_that_cannot_load_fails_its_operation_only(
         f"{deployed.query_base}/chat/completions",
         json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0},
         timeout=60,
+        verify=deployed.ca,
     )
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 3
     deleted = requests.delete(f"{serving.url}/v1beta1/{endpoint}", timeout=10)
@@ -481,7 +493,7 @@ def test_sdk_deploy_label_undeploy_delete(serving: Any, tiny_uri: str) -> None:
         assert result.model == f"{PARENT}/models/sdk-model"
 
         endpoint = endpoints.get_endpoint(name=result.endpoint)
-        assert endpoint.dedicated_endpoint_dns == serving.host
+        assert endpoint.dedicated_endpoint_dns == serving.dedicated_dns
         machine = endpoint.deployed_models[0].dedicated_resources.machine_spec
         assert machine.accelerator_type == v1beta1.AcceleratorType.NVIDIA_L4
         labelled = endpoints.update_endpoint(
@@ -492,10 +504,10 @@ def test_sdk_deploy_label_undeploy_delete(serving: Any, tiny_uri: str) -> None:
 
         # clients follow dedicatedEndpointDns to query, as on Google Cloud
         chat = requests.post(
-            f"http://{endpoint.dedicated_endpoint_dns}/v1beta1/{result.endpoint}/chat/completions",
+            f"https://{endpoint.dedicated_endpoint_dns}/v1beta1/{result.endpoint}/chat/completions",
             json={"model": "sdk-model", "messages": [{"role": "user", "content": "hi"}],
                   "max_tokens": 2, "temperature": 0},
-            timeout=60,
+            timeout=60, verify=serving.ca_path,
         )  # fmt: skip
         assert chat.status_code == 200 and chat.json()["model"] == "sdk-model"
 
@@ -585,12 +597,13 @@ def test_sdk_sees_the_matching_exception_classes(echo: Any) -> None:
 def test_echo_engine_answers_through_the_proxy(echo: Any) -> None:
     response = rest_deploy(echo.url, sdk_deploy_body(ECHO_URI, "echo-ep", "echo-model"))
     assert "error" not in wait_operation(echo.url, response.json()["name"], 30)
-    base = f"{echo.url}/v1beta1/{PARENT}/endpoints/echo-ep"
+    base = f"https://{echo.dedicated_dns}/v1beta1/{PARENT}/endpoints/echo-ep"
     body = {"stream": True, "max_tokens": 5, "messages": [{"role": "user", "content": "a b"}]}
     counts: list[int] = []
 
     def one() -> None:
-        with requests.post(f"{base}/chat/completions", json=body, stream=True, timeout=30) as r:
+        url = f"{base}/chat/completions"
+        with requests.post(url, json=body, stream=True, timeout=30, verify=echo.ca_path) as r:
             counts.append(sum(1 for _ in sse_events(r)))
 
     threads = [threading.Thread(target=one) for _ in range(32)]
@@ -599,8 +612,48 @@ def test_echo_engine_answers_through_the_proxy(echo: Any) -> None:
     for thread in threads:
         thread.join(30)
     assert counts == [7] * 32  # 5 tokens, the final usage chunk, [DONE]
-    predict = requests.post(f"{base}:predict", json={"instances": [{"prompt": "x y"}]}, timeout=10)
+    predict = requests.post(
+        f"{base}:predict", json={"instances": [{"prompt": "x y"}]}, timeout=10, verify=echo.ca_path
+    )
     assert predict.json()["predictions"][0].startswith("Prompt:\nx y\nOutput:\n")
+
+
+def test_the_sdk_sample_predicts_over_tls(echo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's document's sample against the emulator, REQUESTS_CA_BUNDLE naming its CA.
+
+    google-cloud-aiplatform 2.7 (CustomModel is in vertexai.preview.model_garden there):
+    vertexai.init(api_endpoint=<http control plane>, api_transport="rest") and
+    CustomModel(gcs_uri).deploy() call :deploy and poll /ui/.../operations/ID; then
+    Endpoint.predict(..., use_dedicated_endpoint=True) GETs the endpoint for its
+    dedicatedEndpointDns and POSTs https://{dedicatedEndpointDns}/v1/{endpoint}:predict through
+    google-auth's AuthorizedSession (requests), which verifies the emulator's certificate
+    against REQUESTS_CA_BUNDLE. Without the CA the same call fails verification.
+    """
+    import vertexai
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform import initializer
+    from vertexai.preview import model_garden
+
+    config = initializer.global_config  # vertexai.init sets it: undo that after the test
+    monkeypatch.setattr(config, "__dict__", dict(vars(config)))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(echo.ca_path))
+    recorder = Recorder(echo.app.wsgi_app)
+    monkeypatch.setattr(echo.app, "wsgi_app", recorder)
+    vertexai.init(project=PROJECT, location=LOCATION, api_endpoint=echo.url,
+                  api_transport="rest", credentials=AnonymousCredentials())  # fmt: skip
+    endpoint = model_garden.CustomModel(gcs_uri=ECHO_URI).deploy(
+        machine_type="g2-standard-12", accelerator_type="NVIDIA_L4", accelerator_count=1
+    )
+    answer = endpoint.predict(instances=[{"prompt": "a b", "max_tokens": 3}],
+                              use_dedicated_endpoint=True)  # fmt: skip
+    assert endpoint.dedicated_endpoint_dns == echo.dedicated_dns
+    assert ("POST", f"/v1/{endpoint.resource_name}:predict") in [c[:2] for c in recorder.calls]
+    assert answer.predictions == ["Prompt:\na b\nOutput:\na b a"]
+    assert answer.deployed_model_id and answer.model_resource_name.startswith(f"{PARENT}/models/")
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")  # the system's CAs only
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        endpoint.predict(instances=[{"prompt": "a b"}], use_dedicated_endpoint=True)
 
 
 # fault mode
@@ -610,7 +663,7 @@ def test_faults_from_the_environment(
     from google.api_core import exceptions
 
     monkeypatch.setenv(ENV_VAR, "503x2,429x1")
-    with VertexEmulator(engine="echo", cache_dir=tmp_path) as emulator:
+    with VertexEmulator(engine="echo", cache_dir=tmp_path, ca_dir=tmp_path) as emulator:
         _, endpoints = sdk_clients(emulator.url)
         name = f"{PARENT}/endpoints/missing"
         with pytest.raises(exceptions.ServiceUnavailable):
@@ -684,7 +737,8 @@ def test_engines_die_with_the_emulator_process(
 ) -> None:
     port = free_port()
     cmd = [sys.executable, "-m", "modeldrop.cli", "local", "vertex", "--port", str(port),
-           "--engine", "transformers", "--cache", str(tmp_path)]  # fmt: skip
+           "--engine", "transformers", "--cache", str(tmp_path),
+           "--ca-dir", str(tmp_path)]  # fmt: skip
     with open(tmp_path / "emulator.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -1,11 +1,14 @@
 """Queries to a deployed model's dedicated endpoint: chat/completions, :predict, :streamRawPredict.
 
-Plain requests (no aiplatform import): with Google credentials on Google Cloud, plain HTTP to the
-local emulator. One pooled session is reused for every call.
+Plain requests (no aiplatform import), always over https as the dedicated DNS serves them: with
+Google credentials on Google Cloud, anonymous to the local emulator (MODELDROP_VERTEX_ANONYMOUS),
+whose certificate verifies against the CA that REQUESTS_CA_BUNDLE names. One pooled session is
+reused for every call.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -46,7 +49,7 @@ class UpstreamUnreachable(ModeldropError):
 
 
 class DedicatedEndpointClient:
-    """The EndpointClient port over HTTP(S) to `{dedicated_endpoint_dns}/v1beta1/{endpoint}`."""
+    """The EndpointClient port over https to `{dedicated_endpoint_dns}/v1beta1/{endpoint}`."""
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         self.settings = settings
@@ -56,18 +59,20 @@ class DedicatedEndpointClient:
     def session(self) -> requests.Session:
         if self._given_session is not None:
             return self._given_session
-        if self.settings.endpoint_scheme == "https":
+        if self.settings.vertex_anonymous:
+            session = requests.Session()
+        else:
             import google.auth
             from google.auth.transport.requests import AuthorizedSession
 
             credentials, _ = google.auth.default(
                 scopes=["https://www.googleapis.com/auth/cloud-platform"]
             )
-            session: requests.Session = AuthorizedSession(credentials)
-        else:
-            session = requests.Session()
-        # endpoints are addressed directly: skip the per-call scan of proxy environment variables
+            session = AuthorizedSession(credentials)
+        # endpoints are addressed directly: skip the per-call scan of proxy environment variables,
+        # which is also where requests reads REQUESTS_CA_BUNDLE, so that is read here, once
         session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
         adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -81,8 +86,7 @@ class DedicatedEndpointClient:
                 "Wait until it is DEPLOYED.",
                 code="NOT_DEPLOYED",
             )
-        scheme = self.settings.endpoint_scheme
-        return f"{scheme}://{deployment.endpoint_dns}/v1beta1/{deployment.endpoint}{suffix}"
+        return f"https://{deployment.endpoint_dns}/v1beta1/{deployment.endpoint}{suffix}"
 
     def _post(self, url: str, body: dict[str, Any], stream: bool) -> requests.Response:
         try:

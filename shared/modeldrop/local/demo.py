@@ -52,7 +52,7 @@ def run(
 ) -> int:
     from modeldrop.adapters.gcs_folder import default_client
     from modeldrop.local.tiny_model import build_tiny_model
-    from modeldrop.local.upload import upload_folder
+    from modeldrop.local.uploader import upload_folder
 
     print("1. building a tiny Llama-architecture model")
     folder = build_tiny_model(workdir / MODEL, "llama")

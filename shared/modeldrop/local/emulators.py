@@ -1,18 +1,15 @@
 """Start and stop the local emulators: Firestore, Pub/Sub (Google Cloud SDK) and fake-gcs-server.
 
-Each emulator runs in its own process group with its output in a log file (never a pipe: an
-undrained pipe blocks the server), and is stopped as a group, so no java child is orphaned.
+Each emulator runs in its own process group with its output in a log file, and is stopped as
+a group (`modeldrop.local.processes`), so no java child is orphaned.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import importlib.util
-import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +19,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from modeldrop.local.processes import start_group, stop_group
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PROJECT = "modeldrop-local"
@@ -154,16 +153,7 @@ class Emulator:
         """Launch the process (does not wait for it to be ready)."""
         if self._proc is not None:
             raise EmulatorError(f"{self.name} already started")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-            self._proc = subprocess.Popen(
-                self.cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **self.process_env},
-            )
+        self._proc = start_group(self.cmd, self.log_path, self.process_env)
         self._started_at = time.monotonic()
         return self
 
@@ -197,16 +187,7 @@ class Emulator:
         if self._proc is None or self._stopped:
             return
         self._stopped = True
-        self._signal_group(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._proc.wait(timeout)
-        self._signal_group(signal.SIGKILL)  # the leader's children, or a leader ignoring TERM
-        self._proc.wait()
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        assert self._proc is not None
-        with contextlib.suppress(ProcessLookupError):  # the group is already gone
-            os.killpg(self._proc.pid, sig)  # start_new_session: the group id is the leader's pid
+        stop_group(self._proc, timeout)
 
     def __enter__(self) -> Emulator:
         return self

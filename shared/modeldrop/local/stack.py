@@ -3,7 +3,9 @@
 Firestore and Pub/Sub emulators, fake-gcs-server publishing OBJECT_FINALIZE notifications, the
 local Vertex AI emulator, the four functions under functions-framework, push subscriptions to
 them, the GCS -> validate bridge and a reconcile tick. The functions run the production code;
-only endpoints and credentials differ.
+only endpoints and credentials differ (and REQUESTS_CA_BUNDLE, the CA of the emulator's
+dedicated endpoints, which they reach over https as on Google Cloud). They run from the
+checkout's functions/ folder, so the stack runs from a checkout (an editable install).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modeldrop.bundle import project_root
+from modeldrop.errors import ModeldropError
 from modeldrop.local.bridge import Bridge
 from modeldrop.local.emulators import (
     DEFAULT_PROJECT,
@@ -24,10 +28,10 @@ from modeldrop.local.emulators import (
     LocalEmulators,
     free_port,
 )
+from modeldrop.local.vertex.tls import CA_FILE
 
 GCS_TOPIC = "modeldrop-gcs-notifications"
 TICK_TOPIC = "modeldrop-tick"
-FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 # function target -> (signature type, the topic that triggers it)
 FUNCTIONS = {
     "validate": ("cloudevent", None),
@@ -35,6 +39,20 @@ FUNCTIONS = {
     "reconcile": ("cloudevent", TICK_TOPIC),
     "api": ("http", None),
 }
+
+
+def functions_dir() -> Path:
+    """The checkout's functions/ folder; NOT_A_CHECKOUT where modeldrop is installed without one."""
+    folder = project_root() / "functions"
+    if not (folder / "main.py").is_file():
+        raise ModeldropError(
+            "The local stack runs the functions from a modeldrop checkout, and this "
+            f"installation has none ({folder / 'main.py'} does not exist).",
+            "Clone the modeldrop repository, run `pip install -e '.[dev]'` in it, then "
+            "`modeldrop up` (or `make up`) there.",
+            code="NOT_A_CHECKOUT",
+        )
+    return folder
 
 
 @dataclass
@@ -64,6 +82,7 @@ class LocalStack:
         self.processes: dict[str, Emulator] = {}
         self.bridge: Bridge | None = None
         self.urls: dict[str, str] = {}
+        self.vertex_ca = self.config.state_dir.resolve() / CA_FILE  # written by the emulator
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -86,7 +105,7 @@ class LocalStack:
             "MODELDROP_LEASE_SECONDS": str(c.lease_seconds),
             "MODELDROP_VERTEX_API_ENDPOINT": self.urls.get("vertex", ""),
             "MODELDROP_VERTEX_ANONYMOUS": "true",
-            "MODELDROP_ENDPOINT_SCHEME": "http",
+            "REQUESTS_CA_BUNDLE": str(self.vertex_ca),
             "PYTHONUNBUFFERED": "1",
             **c.extra_env,
         }
@@ -104,18 +123,20 @@ class LocalStack:
             "events_topic": self.config.events_topic,
             "root_prefix": self.config.root_prefix,
             "vertex_url": self.urls["vertex"],
+            "vertex_ca": str(self.vertex_ca),
             "functions": {name: self.urls[name] for name in FUNCTIONS},
             "settings": {k: v for k, v in asdict(self.config).items() if k != "state_dir"},
         }
 
     # -- start and stop -------------------------------------------------------------------
     def start(self) -> LocalStack:
+        functions = functions_dir()  # before anything starts
         try:
             self.emulators.start()
             os.environ.update(self.emulators.env)
             self._start_vertex()
             for name in FUNCTIONS:
-                self._start_function(name)
+                self._start_function(name, functions)
             for process in self.processes.values():
                 process.wait_ready(120)
             self._provision()
@@ -152,6 +173,7 @@ class LocalStack:
         cmd = [
             sys.executable, "-m", "modeldrop.local.vertex", "--host", LOOPBACK,
             "--port", str(port), "--engine", self.config.engine, "--cache", str(cache),
+            "--ca-dir", str(self.vertex_ca.parent),
         ]  # fmt: skip
         process = Emulator(
             "vertex", cmd, port, {}, ready_path="/emulator/state",
@@ -161,12 +183,12 @@ class LocalStack:
         self.urls["vertex"] = f"http://{LOOPBACK}:{port}"
         process.wait_ready(60)
 
-    def _start_function(self, name: str) -> None:
+    def _start_function(self, name: str, functions: Path) -> None:
         signature, _ = FUNCTIONS[name]
         port = free_port()
         cmd = [
             str(Path(sys.executable).parent / "functions-framework"),
-            "--source", str(FUNCTIONS_DIR / f"{name}.py"), "--target", name,
+            "--source", str(functions / f"{name}.py"), "--target", name,
             "--signature-type", signature, "--host", LOOPBACK, "--port", str(port),
         ]  # fmt: skip
         ready = "/healthz" if signature == "http" else "/"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from modeldrop.local.vertex.errors import ApiError
 from modeldrop.local.vertex.faults import (
     Fault,
     FaultInjector,
     fault_error,
+    faults_from_json,
     make_fault,
     parse_faults,
     serving_quota,
@@ -79,3 +81,21 @@ def test_messages_name_the_permission_and_the_quota() -> None:
     }
     assert fault_error(504, "query", "x").status == "DEADLINE_EXCEEDED"
     assert serving_quota(None) == "custom_model_serving_nvidia_l4_gpus"
+
+
+def test_calls_are_counted_and_faulted_with_the_real_wording() -> None:
+    injector = FaultInjector(faults_from_json({"status": 429, "routes": ["deploy"]}))
+    with pytest.raises(ApiError, match="custom_model_serving_nvidia_h100_gpus"):
+        injector.call("deploy", "projects/p/locations/l", "NVIDIA_H100_80GB")
+    injector.call("deploy", "projects/p/locations/l")  # spent: the real answer again
+    injector.call("endpoints", "projects/p/locations/l/endpoints/e")
+    assert injector.report() == {
+        "calls": {"deploy": 2, "endpoints": 1},
+        "deploy_calls": 2,
+        "faults": [],
+        "faults_fired": 1,
+    }
+    assert faults_from_json({"faults": [{"status": 503, "count": 2}]}) == [Fault(503, 2)]
+    for bad in ([1], {"status": 418}):
+        with pytest.raises(ApiError, match=r"emulator/faults|not supported"):
+            faults_from_json(bad)

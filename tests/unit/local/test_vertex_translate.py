@@ -9,10 +9,15 @@ import pytest
 
 from modeldrop.local.vertex.errors import ApiError
 from modeldrop.local.vertex.translate import (
+    CHAT,
+    COMPLETIONS,
+    EngineRequest,
+    chat_request,
     completion_body,
     engine_body,
     instances,
     prediction,
+    raw_predict_request,
     rejected_fields,
 )
 
@@ -76,3 +81,35 @@ def test_prediction_format_follows_model_garden() -> None:
     completion = {"choices": [{"text": " the answer"}]}
     assert prediction({"prompt": "Q?"}, completion) == "Prompt:\nQ?\nOutput:\n the answer"
     assert prediction({"prompt": "Q?", "raw_response": True}, completion) == " the answer"
+
+
+CHAT_BODY = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+PROMPT_BODY = {"prompt": "p", "max_tokens": 2}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"instances": [{"prompt": "p", "stream": True, "raw_response": True}]},
+         EngineRequest(COMPLETIONS, {"prompt": "p", "max_tokens": 16, "stream": True}, True)),
+        ({"instances": [{"prompt": "p", "max_tokens": 2}]},
+         EngineRequest(COMPLETIONS, PROMPT_BODY, False)),
+        (CHAT_BODY, EngineRequest(CHAT, CHAT_BODY, True)),
+        (PROMPT_BODY, EngineRequest(COMPLETIONS, PROMPT_BODY, False)),
+    ],
+)  # fmt: skip
+def test_raw_predict_takes_one_instance_or_an_openai_body(
+    body: dict, expected: EngineRequest
+) -> None:
+    assert raw_predict_request(body, "streamRawPredict") == expected
+
+
+def test_raw_predict_and_chat_refuse_what_they_cannot_route() -> None:
+    two = {"instances": [{"prompt": "a"}, {"prompt": "b"}]}
+    with pytest.raises(ApiError, match=r"takes one instance; got 2\. Use :predict"):
+        raw_predict_request(two, "rawPredict")
+    with pytest.raises(ApiError, match="rawPredict needs"):
+        raw_predict_request({"text": "x"}, "rawPredict")
+    assert chat_request(CHAT_BODY) == EngineRequest(CHAT, CHAT_BODY, True)
+    with pytest.raises(ApiError, match='"messages"'):
+        chat_request({"prompt": "x"})

@@ -1,9 +1,10 @@
 """A local Vertex AI emulator that serves the model for real.
 
 It answers the v1beta1 REST calls modeldrop makes on Google Cloud (ModelGardenService.Deploy of
-custom weights, operations, endpoints, undeploy, delete) and the dedicated-endpoint queries
-(chat/completions, :predict, :streamRawPredict), copying the model folder from Cloud Storage (or
-fake-gcs-server) and serving it with `transformers serve` on CPU or vLLM on a GPU. Modules:
+custom weights, operations, endpoints, undeploy, delete) over http, and the dedicated-endpoint
+queries (chat/completions, :predict, :streamRawPredict) over TLS, copying the model folder from
+Cloud Storage (or fake-gcs-server) and serving it with `transformers serve` on CPU or vLLM on a
+GPU. Modules:
 
 - checks: DeployRequest / UpdateEndpoint validation, as the real API does it
 - resources: the in-memory registry of operations, endpoints and models (REST JSON)
@@ -11,10 +12,12 @@ fake-gcs-server) and serving it with `transformers serve` on CPU or vLLM on a GP
 - engines, echo: the model servers (processes, process groups, logs) and the echo aid
 - translate, proxy: query bodies to the engine and back (SSE passed through)
 - faults: injected errors (MODELDROP_VERTEX_FAULTS, /emulator/faults)
-- control: deploy/undeploy/delete orchestration; server: the routes, VertexEmulator, serve()
+- control: deploy/undeploy/delete orchestration; server: the routes
+- tls: the local CA and the server certificate; emulator: VertexEmulator (both ports), serve()
 
 Usage: `modeldrop local vertex --port 8090` or `python -m modeldrop.local.vertex --port 8090`;
-in tests `with VertexEmulator(engine="transformers") as emulator: emulator.url`.
+in tests `with VertexEmulator(engine="transformers") as emulator: emulator.url`; query
+`https://{emulator.dedicated_dns}` with REQUESTS_CA_BUNDLE (or verify=) set to `emulator.ca_path`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modeldrop.local.vertex.server import VertexEmulator, serve
+    from modeldrop.local.vertex.emulator import VertexEmulator, serve
 
 __all__ = ["VertexEmulator", "serve"]
 
@@ -30,7 +33,7 @@ __all__ = ["VertexEmulator", "serve"]
 def __getattr__(name: str) -> Any:
     """Import the server (Flask, the SDK's protobuf types) only when it is used."""
     if name in __all__:
-        from modeldrop.local.vertex import server
+        from modeldrop.local.vertex import emulator
 
-        return getattr(server, name)
+        return getattr(emulator, name)
     raise AttributeError(name)

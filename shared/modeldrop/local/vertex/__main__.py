@@ -1,4 +1,5 @@
-"""`python -m modeldrop.local.vertex --host 127.0.0.1 --port 8090 [--engine ...] [--cache DIR]`."""
+"""`python -m modeldrop.local.vertex --host 127.0.0.1 --port 8090 [--tls-port P] [--engine ...]
+[--cache DIR] [--ca-dir DIR]`."""
 
 from __future__ import annotations
 
@@ -17,24 +18,41 @@ ENGINE_HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8090, help="port to listen on (0: any free)")
+    parser.add_argument(
+        "--port", type=int, default=8090, help="control-plane (http) port (0: any free)"
+    )
+    parser.add_argument(
+        "--tls-port",
+        type=int,
+        default=0,
+        help="dedicated-endpoint (https) port, the dedicatedEndpointDns (default: any free)",
+    )
     parser.add_argument("--engine", choices=KINDS, default="auto", help=ENGINE_HELP)
     parser.add_argument(
         "--cache", default=None, help="where model copies and engine logs go (default: a temp dir)"
     )
+    parser.add_argument(
+        "--ca-dir",
+        default=".modeldrop",
+        help="where the CA of the TLS port is kept, as vertex-ca.pem (default: .modeldrop)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from modeldrop.local.vertex.emulator import serve
     from modeldrop.local.vertex.engines import EngineError
-    from modeldrop.local.vertex.server import serve
 
     try:
-        serve(args.host, args.port, args.engine, args.cache)
+        serve(args.host, args.port, args.engine, args.cache, args.tls_port, args.ca_dir)
     except (EngineError, ValueError) as exc:  # no engine here, or a bad MODELDROP_VERTEX_FAULTS
         print(f"modeldrop: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"modeldrop: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+    except OSError as exc:  # a port in use, or a CA folder it cannot write
+        print(
+            f"modeldrop: error: cannot start on {args.host} (ports {args.port} and "
+            f"{args.tls_port or 'any'}, CA in {args.ca_dir}): {exc}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

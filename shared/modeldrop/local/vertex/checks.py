@@ -83,6 +83,20 @@ def accelerator_names() -> dict[int, str]:
     return {member.value: member.name for member in accelerator_type.AcceleratorType}
 
 
+def requested_accelerator(body: Any) -> str | None:
+    """The accelerator a deploy body asks for, by name (an injected 429 names its quota)."""
+    try:
+        spec = body.get("deployConfig", body.get("deploy_config"))
+        spec = spec.get("dedicatedResources", spec.get("dedicated_resources"))
+        spec = spec.get("machineSpec", spec.get("machine_spec"))
+        value = spec.get("acceleratorType", spec.get("accelerator_type"))
+    except AttributeError:
+        return None
+    if isinstance(value, int):
+        return accelerator_names().get(value)
+    return value if isinstance(value, str) else None
+
+
 @cache
 def machines() -> dict[str, tuple[str, int]]:
     """Known machine types -> (accelerator name, accelerator count), from the catalog."""

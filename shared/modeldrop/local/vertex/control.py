@@ -135,7 +135,14 @@ class ControlPlane:
         self.registry.delete_endpoint(endpoint)
         with self._lock:
             self._engines.pop(endpoint, None)
-        parent = endpoint.split("/endpoints/")[0]
+        return self._deleted(endpoint.split("/endpoints/")[0])
+
+    def delete_model(self, model: str) -> dict[str, Any]:
+        self.registry.delete_model(model)
+        return self._deleted(model.split("/models/")[0])
+
+    def _deleted(self, parent: str) -> dict[str, Any]:
+        """A delete's operation, done at once: nothing is left to wait for."""
         operation = self.registry.new_operation(parent, "DeleteOperationMetadata", {})
         self.registry.finish(operation.name, response={"@type": EMPTY})
         return self.registry.operation(operation.name)

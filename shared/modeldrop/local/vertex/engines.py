@@ -1,10 +1,8 @@
 """Model servers behind the emulator's endpoints: `transformers serve` (CPU), vLLM (GPU), echo.
 
-Each process engine runs in its own process group with its output in a log file (never a pipe),
-and is stopped as a group: TERM, then KILL after a grace period. On Linux every engine also gets
-PR_SET_PDEATHSIG, so it dies with the emulator even when the emulator is killed with SIGKILL;
-the processes are started from one long-lived launcher thread because that signal follows the
-thread that forked, not the process.
+Each process engine runs in its own process group with its output in a log file, is stopped as
+a group (TERM, then KILL after a grace period) and, on Linux, dies with the emulator even when
+the emulator is killed with SIGKILL (`modeldrop.local.processes`, die_with_parent).
 """
 
 from __future__ import annotations
@@ -14,17 +12,15 @@ import importlib.util
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
-from queue import Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modeldrop.local.emulators import LOOPBACK, free_port
+from modeldrop.local.processes import start_group, stop_group
 
 if TYPE_CHECKING:
     import requests
@@ -44,15 +40,6 @@ ENGINE_ENV = {
 VLLM_ARGS_ENV = "MODELDROP_VLLM_ARGS"
 VLLM_DEFAULT_ARGS = "--gpu-memory-utilization 0.45"  # leaves room for a second engine
 SERVING_HINT = "pip install -e '.[local-serving]' (torch CPU build and transformers[serving])"
-
-# PR_SET_PDEATHSIG (1) then exec the engine: it gets SIGTERM when the launcher thread dies.
-_PDEATHSIG_SHIM = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit('modeldrop: the emulator exited before the engine started')\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
 
 
 class EngineError(RuntimeError):
@@ -79,37 +66,6 @@ class Engine(Protocol):
     def stop(self) -> None: ...
 
     def info(self) -> dict[str, Any]: ...
-
-
-class _Launcher:
-    """Starts every engine process from one long-lived daemon thread (see module docstring)."""
-
-    def __init__(self) -> None:
-        self._queue: Queue[tuple[dict[str, Any], Future[subprocess.Popen[bytes]]]] = Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def popen(self, **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="modeldrop-engine-launcher", daemon=True
-                )
-                self._thread.start()
-        future: Future[subprocess.Popen[bytes]] = Future()
-        self._queue.put((kwargs, future))
-        return future.result()
-
-    def _run(self) -> None:
-        while True:
-            kwargs, future = self._queue.get()
-            try:
-                future.set_result(subprocess.Popen(**kwargs))
-            except BaseException as exc:  # handed to the caller
-                future.set_exception(exc)
-
-
-_LAUNCHER = _Launcher()
 
 
 def gpu_present() -> bool:
@@ -199,22 +155,9 @@ class ProcessEngine:
                 raise EngineError(f"{self.kind} engine was stopped before it started")
             if self._proc is not None:
                 return
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = self.cmd
-            if sys.platform.startswith("linux"):
-                cmd = [sys.executable, "-c", _PDEATHSIG_SHIM, str(os.getpid()), *cmd]
-            with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
-                log.write(f"$ {shlex.join(self.cmd)}\n".encode())
-                log.flush()
-                self._proc = _LAUNCHER.popen(
-                    args=cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    env={**os.environ, **ENGINE_ENV},
-                    cwd=self.cwd,
-                )
+            self._proc = start_group(
+                self.cmd, self.log_path, ENGINE_ENV, self.cwd, die_with_parent=True
+            )
             self._started_at = time.monotonic()
 
     def wait_ready(self, timeout: float) -> None:
@@ -267,12 +210,8 @@ class ProcessEngine:
         with self._lock:
             self._stopped = True
             proc = self._proc
-        if proc is not None and (proc.returncode is None or _group_alive(proc.pid)):
-            _signal_group(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(STOP_GRACE_S)
-            _signal_group(proc.pid, signal.SIGKILL)  # children, or a leader ignoring TERM
-            proc.wait()
+        if proc is not None:
+            stop_group(proc, STOP_GRACE_S)
         if self.cwd is not None:
             shutil.rmtree(self.cwd, ignore_errors=True)  # unlinks the links, not their targets
 
@@ -297,16 +236,3 @@ class ProcessEngine:
             "running": self._proc is not None and self._proc.poll() is None,
             "startup_seconds": self.startup_s,
         }
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)  # start_new_session: the group id is the leader's pid
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True

@@ -10,12 +10,16 @@ route; "query" (the dedicated-endpoint routes) is hit only when named.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from modeldrop.local.vertex.errors import ApiError, error_info
+from modeldrop.local.vertex.errors import ApiError, error_info, invalid
+
+log = logging.getLogger("modeldrop.vertex")
 
 ENV_VAR = "MODELDROP_VERTEX_FAULTS"
 CONTROL_ROUTES = ("deploy", "operations", "endpoints", "undeploy", "delete")
@@ -79,6 +83,17 @@ def parse_faults(spec: str) -> list[Fault]:
     return faults
 
 
+def faults_from_json(body: Any) -> list[Fault]:
+    """The faults of a POST /emulator/faults body: one fault object, or {"faults": [...]}."""
+    items = body.get("faults", [body]) if isinstance(body, dict) else body
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise invalid('POST /emulator/faults takes {"status": 503, "count": 2, "routes": [...]}.')
+    try:
+        return [make_fault(i.get("status"), i.get("count", 1), i.get("routes", ())) for i in items]
+    except ValueError as exc:
+        raise invalid(str(exc)) from exc
+
+
 def fault_error(status: int, route: str, resource: str, accelerator: str | None = None) -> ApiError:
     """The error Google Cloud answers for `status` on `route`, worded as the real API words it."""
     if status == 403:
@@ -132,12 +147,34 @@ def serving_quota(accelerator: str | None) -> str:
 
 
 class FaultInjector:
-    """Pending faults, consumed in order by matching calls; thread-safe."""
+    """Pending faults, consumed in order by matching calls, and the count of calls per route;
+    thread-safe."""
 
     def __init__(self, faults: list[Fault] | None = None) -> None:
         self._faults = list(faults or [])
         self._lock = threading.Lock()
         self.fired = 0
+        self._calls: Counter[str] = Counter()  # faulted calls included
+
+    def call(self, route: str, resource: str, accelerator: str | None = None) -> None:
+        """Count a call on `route` to `resource`; raise the next pending fault for it, if any."""
+        with self._lock:
+            self._calls[route] += 1
+        status = self.take(route)
+        if status is not None:
+            log.info("fault: %s on %s %s", status, route, resource)
+            raise fault_error(status, route, resource, accelerator)
+
+    def report(self) -> dict[str, Any]:
+        """Calls per route, deploy calls, pending and fired faults (for /emulator/state)."""
+        with self._lock:
+            calls = dict(self._calls)
+        return {
+            "calls": calls,
+            "deploy_calls": calls.get("deploy", 0),
+            "faults": self.pending(),
+            "faults_fired": self.fired,
+        }
 
     def add(self, faults: list[Fault]) -> None:
         with self._lock:

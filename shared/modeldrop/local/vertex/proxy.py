@@ -15,7 +15,14 @@ from requests.adapters import HTTPAdapter
 
 from modeldrop.local.vertex.engines import Engine
 from modeldrop.local.vertex.errors import ApiError
-from modeldrop.local.vertex.translate import engine_body, rejected_fields
+from modeldrop.local.vertex.translate import (
+    COMPLETIONS,
+    completion_body,
+    engine_body,
+    instances,
+    prediction,
+    rejected_fields,
+)
 from modeldrop.sse import ending_with_done
 
 log = logging.getLogger("modeldrop.vertex")
@@ -52,6 +59,20 @@ class EngineClient:
             )
             payload = {k: v for k, v in payload.items() if k not in dropped}
         return response
+
+    def predict(self, engine: Engine, body: Any) -> list[str]:
+        """:predict: each instance as one completion, answered in Model Garden's format."""
+        predictions = []
+        for index, instance in enumerate(instances(body, ":predict")):
+            with self.post(engine, COMPLETIONS, completion_body(instance, False)) as response:
+                if response.status_code != 200:
+                    raise ApiError(
+                        400 if response.status_code < 500 else 500,
+                        f"The model server answered {response.status_code} to instances[{index}]: "
+                        f"{response.text[:1000]}",
+                    )
+                predictions.append(prediction(instance, response.json()))
+        return predictions
 
     def _send(
         self, engine: Engine, path: str, payload: dict[str, Any], stream: bool

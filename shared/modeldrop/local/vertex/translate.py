@@ -11,6 +11,7 @@ import ast
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from modeldrop.local.vertex.errors import invalid
 
 log = logging.getLogger("modeldrop.vertex")
 
+CHAT = "/v1/chat/completions"  # the engine's OpenAI routes
+COMPLETIONS = "/v1/completions"
 PREDICT_DEFAULT_MAX_TOKENS = 16  # vLLM's default for completions
 # Instance keys that steer the Vertex container itself, never sent to the engine.
 CONTAINER_KEYS = ("raw_response", "@requestFormat")
@@ -29,6 +32,41 @@ _GENERATION_FIELDS = {
     "min_tokens": "min_new_tokens",
 }
 _UNEXPECTED = re.compile(r"Unexpected fields in the request: (\{.*\})")
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What a query becomes for the engine: its OpenAI route, the body, whether it streams."""
+
+    path: str
+    body: dict[str, Any]
+    stream: bool
+
+
+def chat_request(body: Any) -> EngineRequest:
+    """/chat/completions: an OpenAI chat body, passed on."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        raise invalid('chat/completions needs a JSON body with "messages": [...].')
+    return EngineRequest(CHAT, body, body.get("stream") is True)
+
+
+def raw_predict_request(body: Any, method: str) -> EngineRequest:
+    """:rawPredict and :streamRawPredict: one Vertex instance (`{"instances": [{"prompt": ...,
+    "stream": true}]}`) as a completion, or an OpenAI chat or completions body as it is."""
+    if isinstance(body, dict) and "instances" in body:
+        items = instances(body, method)
+        if len(items) != 1:
+            raise invalid(f"{method} takes one instance; got {len(items)}. Use :predict.")
+        stream = items[0].get("stream") is True
+        return EngineRequest(COMPLETIONS, completion_body(items[0], stream), stream)
+    if isinstance(body, dict) and isinstance(body.get("messages"), list):
+        return chat_request(body)
+    if isinstance(body, dict) and "prompt" in body:
+        return EngineRequest(COMPLETIONS, body, body.get("stream") is True)
+    raise invalid(
+        f'{method} needs {{"instances": [{{"prompt": ..., "stream": true}}]}} or an '
+        "OpenAI chat/completions body."
+    )
 
 
 def engine_body(body: dict[str, Any], kind: str, served_model: str, folder: Path) -> dict:
