@@ -18,6 +18,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check shared functions tests
 	$(PY) -m ruff format --check shared functions tests
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -203,7 +203,7 @@ class LocalStack:
 
     def _provision(self) -> None:
         """Bucket, topics and subscriptions (push to the functions and to the bridge)."""
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         from modeldrop.adapters.gcs_folder import default_client
         from modeldrop.adapters.pubsub_admin import ensure_subscription, ensure_topic

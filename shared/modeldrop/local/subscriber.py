@@ -17,7 +17,7 @@ class EventSubscriber:
         subscription: str = "modeldrop-local-subscriber",
         on_message: Callable[[Any], None] | None = None,
     ) -> None:
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         from modeldrop.adapters.pubsub_admin import ensure_subscription
 

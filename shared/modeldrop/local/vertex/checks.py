@@ -80,7 +80,8 @@ def accelerator_names() -> dict[int, str]:
     """AcceleratorType enum numbers -> names, from the SDK (so new GPUs appear by themselves)."""
     from google.cloud.aiplatform_v1beta1.types import accelerator_type
 
-    return {member.value: member.name for member in accelerator_type.AcceleratorType}
+    enum: Any = accelerator_type.AcceleratorType  # a proto-plus enum: iterable, typed loosely
+    return {member.value: member.name for member in enum}
 
 
 def requested_accelerator(body: Any) -> str | None:

@@ -103,8 +103,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
             )
             self._chunk({**base, "object": kind, "choices": [choice]})
-        last = {"index": 0, "finish_reason": "length"}
-        last |= {"delta": {}} if chat else {"text": ""}
+        last: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+        ending: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        last |= ending
         self._chunk({**base, "object": kind, "choices": [last], "usage": usage})
         self._write(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")

@@ -36,7 +36,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClient) -> Flask:
     """The Flask app: every route, errors as google.rpc.Status JSON."""
     app = Flask("modeldrop.local.vertex")
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # JSONProvider declares it on DefaultJSONProvider only
     registry = control.registry
 
     # control plane
