@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import requests
 
-from modeldrop.adapters.endpoint_client import DedicatedEndpointClient, UpstreamError
+from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
 from modeldrop.adapters.vertex_deployer import VertexDeployer
 from modeldrop.domain.deployment import Deployment, State, new_deployment
 from modeldrop.local.vertex import VertexEmulator
-from modeldrop.service.ports import DeployError
+from modeldrop.service.ports import DeployError, UpstreamError
 from modeldrop.settings import Settings
 from tests.integration.test_vertex_emulator import (
     BUCKET,

@@ -16,36 +16,14 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from modeldrop.adapters.vertex_rest import google_session
 from modeldrop.domain.deployment import Deployment
 from modeldrop.errors import ModeldropError
+from modeldrop.service.ports import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from modeldrop.settings import Settings
 
 CONNECT_TIMEOUT = 10.0
 POOL_SIZE = 64
-
-
-class UpstreamError(ModeldropError):
-    """The endpoint answered with an error: its HTTP status and body are kept."""
-
-    code = "UPSTREAM_ERROR"
-
-    def __init__(self, status: int, body: bytes, url: str) -> None:
-        text = body[:2000].decode("utf-8", "replace")
-        super().__init__(
-            f"The model endpoint answered HTTP {status}: {text}",
-            "Check the request body; see the endpoint's logs in Cloud Logging for details.",
-        )
-        self.status = status
-        self.body = body
-        self.url = url
-
-
-class UpstreamTimeout(ModeldropError):
-    code = "UPSTREAM_TIMEOUT"
-
-
-class UpstreamUnreachable(ModeldropError):
-    code = "UPSTREAM_UNREACHABLE"
 
 
 class DedicatedEndpointClient:
@@ -59,16 +37,7 @@ class DedicatedEndpointClient:
     def session(self) -> requests.Session:
         if self._given_session is not None:
             return self._given_session
-        if self.settings.vertex_anonymous:
-            session = requests.Session()
-        else:
-            import google.auth
-            from google.auth.transport.requests import AuthorizedSession
-
-            credentials, _ = google.auth.default(
-                scopes=["https://www.googleapis.com/auth/cloud-platform"]
-            )
-            session = AuthorizedSession(credentials)
+        session = google_session(self.settings.vertex_anonymous)
         # endpoints are addressed directly: skip the per-call scan of proxy environment variables,
         # which is also where requests reads REQUESTS_CA_BUNDLE, so that is read here, once
         session.trust_env = False

@@ -13,11 +13,11 @@ from typing import Any
 from flask import Response
 
 from modeldrop import logs
-from modeldrop.adapters.endpoint_client import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError
 from modeldrop.domain.deployment import Deployment
 from modeldrop.errors import ModeldropError
+from modeldrop.service.ports import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from modeldrop.sse import ending_with_done
 
 log = logs.get("api.proxy")

@@ -128,8 +128,38 @@ class Deployer(Protocol):
         ...
 
 
+class UpstreamError(ModeldropError):
+    """The endpoint answered with an error: its HTTP status and body are kept."""
+
+    code = "UPSTREAM_ERROR"
+
+    def __init__(self, status: int, body: bytes, url: str) -> None:
+        text = body[:2000].decode("utf-8", "replace")
+        super().__init__(
+            f"The model endpoint answered HTTP {status}: {text}",
+            "Check the request body; see the endpoint's logs in Cloud Logging for details.",
+        )
+        self.status = status
+        self.body = body
+        self.url = url
+
+
+class UpstreamTimeout(ModeldropError):
+    """The endpoint did not answer in time (MODELDROP_UPSTREAM_TIMEOUT)."""
+
+    code = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamUnreachable(ModeldropError):
+    """The endpoint could not be reached (DNS, connection refused, TLS)."""
+
+    code = "UPSTREAM_UNREACHABLE"
+
+
 class EndpointClient(Protocol):
-    """Queries to a deployed model's dedicated endpoint."""
+    """Queries to a deployed model's dedicated endpoint (of a DEPLOYED record). A failing query
+    raises UpstreamError (the endpoint answered an error), UpstreamTimeout or
+    UpstreamUnreachable."""
 
     def chat_completions(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
 

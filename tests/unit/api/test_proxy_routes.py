@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 from flask import Flask
 
-from modeldrop.adapters.endpoint_client import UpstreamError, UpstreamTimeout
 from modeldrop.api.app import handle
 from modeldrop.domain.deployment import State
 from modeldrop.service.deploy import on_validated
+from modeldrop.service.ports import UpstreamError, UpstreamTimeout
 from modeldrop.service.reconcile import reconcile
 from modeldrop.settings import Settings
 from tests.fixtures.model_folders import write_valid
