@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.e2e.test_local_stack import upload, wait_state
+from tests.fixtures.local_stack import upload, wait_state
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeldrop.api.app import openapi_document
-from tests.e2e.test_local_stack import upload, wait_state
+from tests.fixtures.local_stack import upload, wait_state
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis import GenerationMode, checks  # noqa: E402

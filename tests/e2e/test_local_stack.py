@@ -6,34 +6,13 @@ import json
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
-from modeldrop.adapters.gcs_folder import default_client
 from modeldrop.adapters.pubsub_events import parse_event
-from modeldrop.local.uploader import upload_folder
-
-SETTLED = {"DEPLOYED", "REJECTED", "FAILED", "SUPERSEDED"}
-
-
-def upload(stack, folder: Path, name: str, order: list[str] | None = None) -> None:
-    prefix = f"{stack.config.root_prefix}{name}"
-    upload_folder(default_client(), folder, stack.config.bucket, prefix, order)
-
-
-def wait_state(stack, name: str, states=SETTLED, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    body: dict = {}
-    while time.monotonic() < deadline:
-        response = requests.get(f"{stack.urls['api']}/v1/models/{name}", timeout=10)
-        body = response.json()
-        if response.ok and body["state"] in states:
-            return body
-        time.sleep(0.3)
-    raise TimeoutError(f"{name} never reached {states}: {body}")
+from tests.fixtures.local_stack import upload, wait_state
 
 
 def states_of(stack, deployment_id: str) -> list[str]:

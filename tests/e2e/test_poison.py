@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.e2e.test_local_stack import upload, wait_state
+from tests.fixtures.local_stack import upload, wait_state
 from tests.fixtures.poison_events import CASE_IDS, CASES, DEEP, NOT_NOTIFICATIONS, path
 
 REPORT_LIMIT = 256 * 1024

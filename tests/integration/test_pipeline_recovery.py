@@ -32,7 +32,7 @@ from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.validate import on_object_finalized
 from modeldrop.settings import SETTINGS, Settings
-from tests.integration.test_vertex_emulator import MISSING_SERVING, SKIP_SERVING
+from tests.fixtures.vertex import MISSING_SERVING, SKIP_SERVING
 
 ATTEMPTS = int(SETTINGS["max_attempts"].default)
 

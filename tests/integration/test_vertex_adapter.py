@@ -26,7 +26,7 @@ from modeldrop.domain.deployment import Deployment, State, new_deployment
 from modeldrop.local.vertex import VertexEmulator
 from modeldrop.service.ports import DeployError, UpstreamError
 from modeldrop.settings import Settings
-from tests.integration.test_vertex_emulator import (
+from tests.fixtures.vertex import (
     BUCKET,
     MISSING_SERVING,
     SKIP_SERVING,

@@ -27,8 +27,6 @@ the control plane only and claim nothing about serving.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import io
 import json
 import os
 import shutil
@@ -37,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,19 +46,20 @@ import requests
 from modeldrop.local.emulators import free_port
 from modeldrop.local.vertex import VertexEmulator
 from modeldrop.local.vertex.faults import ENV_VAR
+from tests.fixtures.vertex import (
+    BUCKET,
+    MISSING_SERVING,
+    SKIP_SERVING,
+    Recorder,
+    process_alive,
+    upload_folder,
+    wait_gone,
+)
 from tests.fixtures.vertex_requests import sdk_deploy_body
-from tests.integration.conftest import TEST_BUCKET
 
 PROJECT, LOCATION = "modeldrop-local", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
-BUCKET = TEST_BUCKET
 DEPLOY_TIMEOUT_S = 180
-SERVING_MODULES = ("torch", "transformers", "fastapi", "uvicorn")
-MISSING_SERVING = [m for m in SERVING_MODULES if importlib.util.find_spec(m) is None]
-SKIP_SERVING = (
-    f"SERVING MISSING: {', '.join(MISSING_SERVING)} not installed; the emulator cannot serve "
-    "a model here (pip install -e '.[local-serving]')"
-)
 SSE_DONE = "data: [DONE]"
 serving_test = pytest.mark.serving  # needs torch and transformers (skips loudly without)
 
@@ -82,24 +81,6 @@ def wait_operation(base: str, name: str, timeout: float = DEPLOY_TIMEOUT_S) -> d
     raise AssertionError(f"operation {name} not done after {timeout} s")
 
 
-def process_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie nobody reaped yet counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def sse_events(
     response: requests.Response, start: float | None = None
 ) -> Iterator[tuple[float, str]]:
@@ -108,29 +89,6 @@ def sse_events(
     for line in response.iter_lines(decode_unicode=True):
         if line and line.startswith("data: "):
             yield time.perf_counter() - start, line
-
-
-class Recorder:
-    """WSGI middleware keeping (method, path, query, body) of every request."""
-
-    def __init__(self, app: Callable[..., Any]) -> None:
-        self.app = app
-        self.calls: list[tuple[str, str, str, bytes]] = []
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(body)
-        self.calls.append(
-            (environ["REQUEST_METHOD"], environ["PATH_INFO"], environ["QUERY_STRING"], body)
-        )
-        return self.app(environ, start_response)
-
-
-def upload_folder(client: Any, folder: Path, prefix: str) -> str:
-    bucket = client.bucket(BUCKET)
-    for path in sorted(folder.iterdir()):
-        bucket.blob(f"{prefix}/{path.name}").upload_from_filename(str(path))
-    return f"gs://{BUCKET}/{prefix}"
 
 
 # fixtures
