@@ -12,7 +12,7 @@ from typing import Any
 
 from modeldrop.adapters.vertex_errors import classify, status_name
 from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest, api_host
-from modeldrop.domain.deployment import Deployment, endpoint_name
+from modeldrop.domain.deployment import Deployment, endpoint_name, location_name
 from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
 from modeldrop.settings import Settings
 
@@ -60,7 +60,7 @@ def deploy_request(
     if overrides.get("spot"):
         resources["spot"] = True
     return {
-        "destination": f"projects/{project}/locations/{region}",
+        "destination": location_name(project, region),
         "custom_model": {"gcs_uri": deployment.gcs_uri},
         "model_config": {
             "model_display_name": overrides.get(

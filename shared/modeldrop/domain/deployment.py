@@ -167,9 +167,14 @@ def slug(text: str, limit: int = 40) -> str:
     return cleaned or "model"
 
 
+def location_name(project: str, region: str) -> str:
+    """The Vertex AI resource name of a project's region (a deploy's destination)."""
+    return f"projects/{project}/locations/{region}"
+
+
 def endpoint_name(project: str, region: str, endpoint_id: str) -> str:
     """The Vertex AI resource name of an endpoint."""
-    return f"projects/{project}/locations/{region}/endpoints/{endpoint_id}"
+    return f"{location_name(project, region)}/endpoints/{endpoint_id}"
 
 
 def user_id(prefix: str, deployment_id: str) -> str:

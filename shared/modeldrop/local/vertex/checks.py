@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from modeldrop.catalog import machine_catalog
+from modeldrop.domain.deployment import location_name
 from modeldrop.local.vertex.errors import ApiError, invalid
 
 # With no deploy_config, Model Garden picks a machine; the emulator uses the seed's example.
@@ -65,7 +66,7 @@ class DeploySpec:
 
     @property
     def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
+        return location_name(self.project, self.location)
 
 
 @cache

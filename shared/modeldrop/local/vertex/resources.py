@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldrop.domain.deployment import endpoint_name
 from modeldrop.local.vertex.checks import DeploySpec, MachineSpec
 from modeldrop.local.vertex.errors import (
     ApiError,
@@ -209,12 +210,14 @@ class Registry:
     def start_deploy(self, spec: DeploySpec) -> DeployStart:
         """Create the endpoint and model ids and the Deploy operation; 409 if an id is taken."""
         with self._lock:
-            endpoint_name = f"{spec.parent}/endpoints/{spec.endpoint_user_id or numeric_id()}"
+            endpoint = endpoint_name(
+                spec.project, spec.location, spec.endpoint_user_id or numeric_id()
+            )
             model_id = spec.model_user_id or f"mg-custom-{numeric_id()[:10]}"
             model_name = f"{spec.parent}/models/{model_id}"
-            if endpoint_name in self._endpoints:
+            if endpoint in self._endpoints:
                 raise already_exists(
-                    f"Endpoint {endpoint_name} already exists (endpoint_user_id "
+                    f"Endpoint {endpoint} already exists (endpoint_user_id "
                     f"{spec.endpoint_user_id!r}). Use another endpoint_user_id, or undeploy and "
                     "delete the existing endpoint first."
                 )
@@ -230,8 +233,8 @@ class Registry:
                 {"destination": spec.parent, "modelId": model_id}
                 | ({"projectNumber": spec.project} if spec.project.isdigit() else {}),
             )
-            self._endpoints[endpoint_name] = Endpoint(
-                name=endpoint_name,
+            self._endpoints[endpoint] = Endpoint(
+                name=endpoint,
                 display_name=spec.endpoint_display_name,
                 dedicated=spec.dedicated_endpoint,
                 psc=spec.psc,
@@ -242,7 +245,7 @@ class Registry:
             self._models[model_name] = Model(
                 model_name, spec.model_display_name, spec.gcs_uri, stamp
             )
-            return DeployStart(operation, endpoint_name, model_name, model_id)
+            return DeployStart(operation, endpoint, model_name, model_id)
 
     def finish_deploy(self, start: DeployStart, spec: DeploySpec) -> str:
         """Add the deployed model to its endpoint and complete the operation; its id."""

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from modeldrop.domain.deployment import endpoint_name, location_name
 from modeldrop.local.vertex import translate
 from modeldrop.local.vertex.checks import requested_accelerator
 from modeldrop.local.vertex.control import ControlPlane
@@ -43,13 +44,13 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
     @app.post(f"/v1beta1/{LOC}:deploy")
     def deploy(project: str, location: str) -> Any:
         body = _json_body()
-        faults.call("deploy", _parent(project, location), requested_accelerator(body))
+        faults.call("deploy", location_name(project, location), requested_accelerator(body))
         return control.deploy(project, location, body)
 
     @app.get(f"/{OPS}/{LOC}/operations/<operation>")
     @app.get(f"/{OPS}/{LOC}/endpoints/<endpoint>/operations/<operation>")
     def get_operation(api: str, project: str, location: str, operation: str, **kw: str) -> Any:
-        name = _parent(project, location)
+        name = location_name(project, location)
         if "endpoint" in kw:
             name += f"/endpoints/{kw['endpoint']}"
         name += f"/operations/{operation}"
@@ -58,50 +59,50 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
 
     @app.get(f"/{API}/{LOC}/endpoints")
     def list_endpoints(version: str, project: str, location: str) -> Any:
-        parent = _parent(project, location)
+        parent = location_name(project, location)
         faults.call("endpoints", parent)
         return {"endpoints": registry.endpoints(parent)}
 
     @app.get(EP)
     def get_endpoint(version: str, project: str, location: str, endpoint: str) -> Any:
-        name = _endpoint_name(project, location, endpoint)
+        name = endpoint_name(project, location, endpoint)
         faults.call("endpoints", name)
         return registry.endpoint(name)
 
     @app.patch(EP)
     def update_endpoint(version: str, project: str, location: str, endpoint: str) -> Any:
-        name = _endpoint_name(project, location, endpoint)
+        name = endpoint_name(project, location, endpoint)
         faults.call("endpoints", name)
         mask = request.args.get("updateMask", request.args.get("update_mask", ""))
         return control.update_endpoint(name, _json_body(), mask)
 
     @app.delete(EP)
     def delete_endpoint(version: str, project: str, location: str, endpoint: str) -> Any:
-        name = _endpoint_name(project, location, endpoint)
+        name = endpoint_name(project, location, endpoint)
         faults.call("delete", name)
         return control.delete_endpoint(name)
 
     @app.post(f"{EP}:undeployModel")
     def undeploy(version: str, project: str, location: str, endpoint: str) -> Any:
-        name = _endpoint_name(project, location, endpoint)
+        name = endpoint_name(project, location, endpoint)
         faults.call("undeploy", name)
         return control.undeploy(name, _json_body())
 
     @app.get(f"/{API}/{LOC}/models/<model>")
     def get_model(version: str, project: str, location: str, model: str) -> Any:
-        name = f"{_parent(project, location)}/models/{model}"
+        name = f"{location_name(project, location)}/models/{model}"
         faults.call("endpoints", name)
         return registry.model(name)
 
     @app.delete(f"/{API}/{LOC}/models/<model>")
     def delete_model(version: str, project: str, location: str, model: str) -> Any:
-        name = f"{_parent(project, location)}/models/{model}"
+        name = f"{location_name(project, location)}/models/{model}"
         faults.call("delete", name)
         return control.delete_model(name)
 
     # dedicated-endpoint queries
     def serving(project: str, location: str, endpoint: str) -> tuple[Engine, dict[str, str]]:
-        name = _endpoint_name(project, location, endpoint)
+        name = endpoint_name(project, location, endpoint)
         faults.call("query", name)
         return control.serving(name)
 
@@ -169,14 +170,6 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         return ApiError(500, f"Internal error in the emulator: {exc!r}").to_json(), 500
 
     return app
-
-
-def _parent(project: str, location: str) -> str:
-    return f"projects/{project}/locations/{location}"
-
-
-def _endpoint_name(project: str, location: str, endpoint: str) -> str:
-    return f"{_parent(project, location)}/endpoints/{endpoint}"
 
 
 def _json_body() -> Any:
