@@ -94,8 +94,12 @@ def run(
 
 def chat(url: str) -> bool:
     """One streamed chat completion through the api, printed as the chunks arrive."""
-    body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16,
-            "temperature": 0, "stream": True}  # fmt: skip
+    body = {
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 16,
+        "temperature": 0,
+        "stream": True,
+    }
     print(f"6. streamed chat completion through the api: POST {url}")
     chunks = 0
     print("   ", end="")

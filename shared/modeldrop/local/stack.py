@@ -171,14 +171,28 @@ class LocalStack:
         port = free_port()
         cache = self.config.state_dir / "vertex-cache"
         cmd = [
-            sys.executable, "-m", "modeldrop.local.vertex", "--host", LOOPBACK,
-            "--port", str(port), "--engine", self.config.engine, "--cache", str(cache),
-            "--ca-dir", str(self.vertex_ca.parent),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "modeldrop.local.vertex",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--engine",
+            self.config.engine,
+            "--cache",
+            str(cache),
+            "--ca-dir",
+            str(self.vertex_ca.parent),
+        ]
         process = Emulator(
-            "vertex", cmd, port, {}, ready_path="/emulator/state",
+            "vertex",
+            cmd,
+            port,
+            {},
+            ready_path="/emulator/state",
             process_env=self.emulators.env,
-        )  # fmt: skip
+        )
         self.processes["vertex"] = process.start()
         self.urls["vertex"] = f"http://{LOOPBACK}:{port}"
         process.wait_ready(60)
@@ -188,16 +202,29 @@ class LocalStack:
         port = free_port()
         cmd = [
             str(Path(sys.executable).parent / "functions-framework"),
-            "--source", str(functions / f"{name}.py"), "--target", name,
-            "--signature-type", signature, "--host", LOOPBACK, "--port", str(port),
-        ]  # fmt: skip
+            "--source",
+            str(functions / f"{name}.py"),
+            "--target",
+            name,
+            "--signature-type",
+            signature,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+        ]
         ready = "/healthz" if signature == "http" else "/"
         url = f"http://{LOOPBACK}:{port}"
         own = {"MODELDROP_API_BASE_URL": url} if name == "api" else {}  # links in status bodies
         process = Emulator(
-            f"function-{name}", cmd, port, {}, ready_path=ready,
-            process_env={**self.env, **own, "THREADS": "16"}, ready_statuses=(200, 404, 405),
-        )  # fmt: skip
+            f"function-{name}",
+            cmd,
+            port,
+            {},
+            ready_path=ready,
+            process_env={**self.env, **own, "THREADS": "16"},
+            ready_statuses=(200, 404, 405),
+        )
         self.processes[name] = process.start()
         self.urls[name] = url
 
@@ -222,8 +249,14 @@ class LocalStack:
             "reconcile": (TICK_TOPIC, self._push_url("reconcile", TICK_TOPIC)),
         }
         for name, (topic, endpoint) in pushes.items():
-            ensure_subscription(subscriber, c.project, f"modeldrop-{name}", topic,
-                                push_endpoint=endpoint, ack_deadline_s=600)  # fmt: skip
+            ensure_subscription(
+                subscriber,
+                c.project,
+                f"modeldrop-{name}",
+                topic,
+                push_endpoint=endpoint,
+                ack_deadline_s=600,
+            )
         self._publisher = publisher
 
     def _push_url(self, function: str, topic: str) -> str:

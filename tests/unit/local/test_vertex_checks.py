@@ -13,7 +13,7 @@ from modeldrop.local.vertex.checks import (
     check_endpoint_update,
     check_labels,
 )
-from modeldrop.local.vertex.errors import ApiError
+from modeldrop.local.vertex.errors import RpcError
 from tests.fixtures.vertex_requests import sdk_deploy_body
 
 PROJECT, LOCATION = "demo-project", "us-central1"
@@ -35,8 +35,8 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
     return body
 
 
-def rejected(body: Any) -> ApiError:
-    with pytest.raises(ApiError) as info:
+def rejected(body: Any) -> RpcError:
+    with pytest.raises(RpcError) as info:
         check_deploy_request(body, PROJECT, LOCATION)
     return info.value
 
@@ -163,7 +163,7 @@ def test_non_object_bodies_are_rejected(body: Any) -> None:
 
 
 def test_bad_project_in_url_is_rejected() -> None:
-    with pytest.raises(ApiError, match="Invalid project"):
+    with pytest.raises(RpcError, match="Invalid project"):
         check_deploy_request(SDK_BODY, "bad project", LOCATION)
 
 
@@ -187,11 +187,11 @@ def test_endpoint_update_labels_and_display_name() -> None:
     ],
 )
 def test_bad_endpoint_updates_are_rejected(body: dict, mask: str, needle: str) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(RpcError) as info:
         check_endpoint_update(body, mask)
     assert info.value.http_status == 400 and needle in info.value.message
 
 
 def test_too_many_labels() -> None:
-    with pytest.raises(ApiError, match="at most 64"):
+    with pytest.raises(RpcError, match="at most 64"):
         check_labels({f"k{i}": "v" for i in range(65)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeldrop.local.vertex.errors import ApiError
+from modeldrop.local.vertex.errors import RpcError
 from modeldrop.local.vertex.faults import (
     Fault,
     FaultInjector,
@@ -85,7 +85,7 @@ def test_messages_name_the_permission_and_the_quota() -> None:
 
 def test_calls_are_counted_and_faulted_with_the_real_wording() -> None:
     injector = FaultInjector(faults_from_json({"status": 429, "routes": ["deploy"]}))
-    with pytest.raises(ApiError, match="custom_model_serving_nvidia_h100_gpus"):
+    with pytest.raises(RpcError, match="custom_model_serving_nvidia_h100_gpus"):
         injector.call("deploy", "projects/p/locations/l", "NVIDIA_H100_80GB")
     injector.call("deploy", "projects/p/locations/l")  # spent: the real answer again
     injector.call("endpoints", "projects/p/locations/l/endpoints/e")
@@ -97,5 +97,5 @@ def test_calls_are_counted_and_faulted_with_the_real_wording() -> None:
     }
     assert faults_from_json({"faults": [{"status": 503, "count": 2}]}) == [Fault(503, 2)]
     for bad in ([1], {"status": 418}):
-        with pytest.raises(ApiError, match=r"emulator/faults|not supported"):
+        with pytest.raises(RpcError, match=r"emulator/faults|not supported"):
             faults_from_json(bad)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modeldrop.local.vertex.checks import check_deploy_request
-from modeldrop.local.vertex.errors import ApiError, invalid
+from modeldrop.local.vertex.errors import RpcError, invalid
 from modeldrop.local.vertex.resources import TYPE_PREFIX, Registry
 
 BODY = {
@@ -31,9 +31,9 @@ def test_deploy_creates_endpoint_then_deployed_model() -> None:
     endpoint = registry.endpoint(start.endpoint)
     assert endpoint["deployedModels"] == [] and endpoint["labels"] == {}
     assert endpoint["dedicatedEndpointDns"] == "127.0.0.1:9"
-    with pytest.raises(ApiError, match="no deployed model"):
+    with pytest.raises(RpcError, match="no deployed model"):
         registry.deployed(start.endpoint)
-    with pytest.raises(ApiError, match="deploy in progress"):
+    with pytest.raises(RpcError, match="deploy in progress"):
         registry.delete_endpoint(start.endpoint)
 
     deployed_id = registry.finish_deploy(start, deploy_spec)
@@ -50,12 +50,12 @@ def test_deploy_creates_endpoint_then_deployed_model() -> None:
     assert deployed["status"]["availableReplicaCount"] == 1
     assert registry.deployed(start.endpoint)[0] == deployed_id
 
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(RpcError) as info:
         registry.delete_endpoint(start.endpoint)
     assert info.value.status == "FAILED_PRECONDITION"
     registry.remove_deployed_model(start.endpoint, deployed_id)
     registry.delete_endpoint(start.endpoint)
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(RpcError) as info:
         registry.endpoint(start.endpoint)
     assert info.value.http_status == 404
 
@@ -63,11 +63,11 @@ def test_deploy_creates_endpoint_then_deployed_model() -> None:
 def test_same_user_ids_conflict() -> None:
     registry = Registry(dns="h:1")
     registry.start_deploy(spec())
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(RpcError) as info:
         registry.start_deploy(spec())
     assert info.value.http_status == 409
     assert "projects/p/locations/us-central1/endpoints/tiny-endpoint" in info.value.message
-    with pytest.raises(ApiError, match=r"Model .* already exists"):
+    with pytest.raises(RpcError, match=r"Model .* already exists"):
         registry.start_deploy(spec(endpointConfig={"endpointUserId": "other"}))
 
 
@@ -97,6 +97,6 @@ def test_unknown_things_are_404() -> None:
         lambda: registry.endpoint("projects/p/locations/l/endpoints/x"),
         lambda: registry.model("projects/p/locations/l/models/x"),
     ):
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(RpcError) as info:
             call()
         assert info.value.http_status == 404

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modeldrop.local.vertex.errors import ApiError
+from modeldrop.local.vertex.errors import RpcError
 from modeldrop.local.vertex.translate import (
     CHAT,
     COMPLETIONS,
@@ -67,7 +67,7 @@ def test_instances_are_checked() -> None:
         ({"instances": []}, "instances is empty"),
         ({"instances": [{"text": "hi"}]}, 'needs a "prompt"'),
     ]:
-        with pytest.raises(ApiError, match=needle):
+        with pytest.raises(RpcError, match=needle):
             instances(bad, ":predict")
 
 
@@ -106,10 +106,10 @@ def test_raw_predict_takes_one_instance_or_an_openai_body(
 
 def test_raw_predict_and_chat_refuse_what_they_cannot_route() -> None:
     two = {"instances": [{"prompt": "a"}, {"prompt": "b"}]}
-    with pytest.raises(ApiError, match=r"takes one instance; got 2\. Use :predict"):
+    with pytest.raises(RpcError, match=r"takes one instance; got 2\. Use :predict"):
         raw_predict_request(two, "rawPredict")
-    with pytest.raises(ApiError, match="rawPredict needs"):
+    with pytest.raises(RpcError, match="rawPredict needs"):
         raw_predict_request({"text": "x"}, "rawPredict")
     assert chat_request(CHAT_BODY) == EngineRequest(CHAT, CHAT_BODY, True)
-    with pytest.raises(ApiError, match='"messages"'):
+    with pytest.raises(RpcError, match='"messages"'):
         chat_request({"prompt": "x"})

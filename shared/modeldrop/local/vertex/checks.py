@@ -17,7 +17,7 @@ from typing import Any
 
 from modeldrop.catalog import machine_catalog
 from modeldrop.domain.deployment import location_name
-from modeldrop.local.vertex.errors import ApiError, invalid
+from modeldrop.local.vertex.errors import RpcError, invalid
 
 # With no deploy_config, Model Garden picks a machine; the emulator uses the seed's example.
 DEFAULT_MACHINE = ("g2-standard-12", "NVIDIA_L4", 1)
@@ -125,7 +125,7 @@ def parse_deploy_request(body: Any) -> Any:
 
 
 def check_deploy_request(body: Any, project: str, location: str) -> DeploySpec:
-    """A DeploySpec, or ApiError 400 naming the field, what was found and what to do."""
+    """A DeploySpec, or RpcError 400 naming the field, what was found and what to do."""
     for label, part in (("project", project), ("location", location)):
         if not _PATH_PART.fullmatch(part):
             raise invalid(f"Invalid {label} {part!r} in the request URL.")
@@ -191,11 +191,11 @@ def _kind(value: Any) -> str:
 def _model_source(request: Any) -> str:
     source = request.WhichOneof("artifacts")
     if source in ("publisher_model_name", "hugging_face_model_id"):
-        raise ApiError(
-            501,
+        raise RpcError(
             f"The local Vertex AI emulator deploys custom weights only; {source} is not "
             "emulated. Send custom_model.gcs_uri with the model folder.",
-            "UNIMPLEMENTED",
+            code="UNIMPLEMENTED",
+            http_status=501,
         )
     uri = request.custom_model.gcs_uri
     if not uri:

@@ -21,7 +21,7 @@ from modeldrop.local.vertex.engines import (
     create_engine,
     resolve_kind,
 )
-from modeldrop.local.vertex.errors import ApiError, invalid, not_found
+from modeldrop.local.vertex.errors import RpcError, invalid, not_found
 from modeldrop.local.vertex.resources import TYPE_PREFIX, DeployStart, Registry
 from modeldrop.local.vertex.storage import DEFAULT_CACHE, fetch, list_model_folder
 
@@ -81,27 +81,29 @@ class ControlPlane:
             engine = create_engine(self.engine_kind, local, start.model_id, self.cache_dir / "logs")
             with self._lock:
                 if self._closed:
-                    raise ApiError(503, "The emulator is shutting down.")
+                    raise RpcError("The emulator is shutting down.", http_status=503)
                 self._starting.add(engine)
             engine.start()
             engine.wait_ready(self.ready_timeout)
             with self._lock:
                 self._starting.discard(engine)
                 if self._closed:
-                    raise ApiError(503, "The emulator is shutting down.")
+                    raise RpcError("The emulator is shutting down.", http_status=503)
                 deployed_id = self.registry.finish_deploy(start, spec)
                 self._engines.setdefault(start.endpoint, {})[deployed_id] = engine
             log.info("deploy %s: ready (%s, %s)", start.operation.name, engine.kind, engine.url)
             return
         except EngineUnavailable as exc:  # this machine's fault, not the model's
-            error = ApiError(500, f"The emulator cannot serve models here: {exc}")
+            error = RpcError(f"The emulator cannot serve models here: {exc}", http_status=500)
         except EngineError as exc:
-            error = ApiError(400, f"Model server failed to start: {exc}", "INVALID_ARGUMENT")
-        except ApiError as exc:
+            error = RpcError(
+                f"Model server failed to start: {exc}", code="INVALID_ARGUMENT", http_status=400
+            )
+        except RpcError as exc:
             error = exc
         except Exception as exc:  # recorded in the operation, as Vertex AI would
             log.exception("deploy %s failed", start.operation.name)
-            error = ApiError(500, f"Deploy failed while preparing the model: {exc!r}")
+            error = RpcError(f"Deploy failed while preparing the model: {exc!r}", http_status=500)
         log.warning("deploy %s failed: %s", start.operation.name, error.message.splitlines()[0])
         if engine is not None:
             engine.stop()

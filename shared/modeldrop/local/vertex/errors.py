@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldrop.errors import ModeldropError
+
 # HTTP status -> the canonical google.rpc.Code name Google's REST front end pairs it with.
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -45,21 +47,28 @@ RPC_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error answered as `{"error": {"code", "message", "status"[, "details"]}}`."""
+class RpcError(ModeldropError):
+    """An error the emulator answers as Google APIs do, `{"error": {"code", "message", "status"
+    [, "details"]}}`: the base error's message, hint and code (the status name, e.g.
+    INVALID_ARGUMENT; by default the HTTP status's), with the HTTP status and any details."""
 
     def __init__(
         self,
-        http_status: int,
         message: str,
-        status: str | None = None,
+        hint: str = "",
+        code: str | None = None,
+        *,
+        http_status: int,
         details: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint, code or STATUS_NAMES.get(http_status, "UNKNOWN"))
         self.http_status = http_status
-        self.message = message
-        self.status = status or STATUS_NAMES.get(http_status, "UNKNOWN")
         self.details = details or []
+
+    @property
+    def status(self) -> str:
+        """The google.rpc status name."""
+        return self.code
 
     def to_json(self) -> dict[str, Any]:
         error: dict[str, Any] = {
@@ -76,20 +85,20 @@ class ApiError(Exception):
         return {"code": RPC_CODES.get(self.status, 2), "message": self.message}
 
 
-def invalid(message: str) -> ApiError:
-    return ApiError(400, message, "INVALID_ARGUMENT")
+def invalid(message: str) -> RpcError:
+    return RpcError(message, code="INVALID_ARGUMENT", http_status=400)
 
 
-def failed_precondition(message: str) -> ApiError:
-    return ApiError(400, message, "FAILED_PRECONDITION")
+def failed_precondition(message: str) -> RpcError:
+    return RpcError(message, code="FAILED_PRECONDITION", http_status=400)
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(404, message, "NOT_FOUND")
+def not_found(message: str) -> RpcError:
+    return RpcError(message, code="NOT_FOUND", http_status=404)
 
 
-def already_exists(message: str) -> ApiError:
-    return ApiError(409, message, "ALREADY_EXISTS")
+def already_exists(message: str) -> RpcError:
+    return RpcError(message, code="ALREADY_EXISTS", http_status=409)
 
 
 def error_info(reason: str, metadata: dict[str, str]) -> dict[str, Any]:

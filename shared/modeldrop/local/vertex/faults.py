@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from modeldrop.local.vertex.errors import ApiError, error_info, invalid
+from modeldrop.local.vertex.errors import RpcError, error_info, invalid
 
 log = logging.getLogger("modeldrop.vertex")
 
@@ -94,14 +94,14 @@ def faults_from_json(body: Any) -> list[Fault]:
         raise invalid(str(exc)) from exc
 
 
-def fault_error(status: int, route: str, resource: str, accelerator: str | None = None) -> ApiError:
+def fault_error(status: int, route: str, resource: str, accelerator: str | None = None) -> RpcError:
     """The error Google Cloud answers for `status` on `route`, worded as the real API words it."""
     if status == 403:
         permission = PERMISSIONS[route]
-        return ApiError(
-            403,
+        return RpcError(
             f"Permission '{permission}' denied on resource '//aiplatform.googleapis.com/"
             f"{resource}' (or it may not exist).",
+            http_status=403,
             details=[error_info("IAM_PERMISSION_DENIED", {"permission": permission})],
         )
     if status == 429:
@@ -120,7 +120,9 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
                 "Quota exceeded for quota metric 'Resource management (CRUD) requests' and limit "
                 f"'Resource management (CRUD) requests per minute per region' ({quota})."
             )
-        return ApiError(429, message, details=[error_info("RATE_LIMIT_EXCEEDED", {"quota": quota})])
+        return RpcError(
+            message, http_status=429, details=[error_info("RATE_LIMIT_EXCEEDED", {"quota": quota})]
+        )
     messages = {
         400: "Request contains an invalid argument.",
         404: f"{resource} not found.",
@@ -129,7 +131,7 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
         503: "The service is currently unavailable.",
         504: "Deadline expired before operation could complete.",
     }
-    return ApiError(status, f"{messages[status]} (injected fault)")
+    return RpcError(f"{messages[status]} (injected fault)", http_status=status)
 
 
 def serving_quota(accelerator: str | None) -> str:

@@ -14,7 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from modeldrop.local.vertex.engines import Engine
-from modeldrop.local.vertex.errors import ApiError
+from modeldrop.local.vertex.errors import RpcError
 from modeldrop.local.vertex.translate import (
     COMPLETIONS,
     completion_body,
@@ -66,10 +66,10 @@ class EngineClient:
         for index, instance in enumerate(instances(body, ":predict")):
             with self.post(engine, COMPLETIONS, completion_body(instance, False)) as response:
                 if response.status_code != 200:
-                    raise ApiError(
-                        400 if response.status_code < 500 else 500,
+                    raise RpcError(
                         f"The model server answered {response.status_code} to instances[{index}]: "
                         f"{response.text[:1000]}",
+                        http_status=400 if response.status_code < 500 else 500,
                     )
                 predictions.append(prediction(instance, response.json()))
         return predictions
@@ -85,14 +85,14 @@ class EngineClient:
                 timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
             )
         except requests.Timeout as exc:
-            raise ApiError(
-                504, f"The model server ({engine.kind}) did not answer in time."
+            raise RpcError(
+                f"The model server ({engine.kind}) did not answer in time.", http_status=504
             ) from exc
         except requests.RequestException as exc:
-            raise ApiError(
-                503,
+            raise RpcError(
                 f"The model server ({engine.kind} at {engine.url}) is not answering: {exc}. "
                 f"Check its log: {engine.info().get('log', 'in-process')}.",
+                http_status=503,
             ) from exc
 
     def close(self) -> None:

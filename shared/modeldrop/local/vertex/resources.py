@@ -17,7 +17,7 @@ from typing import Any
 from modeldrop.domain.deployment import endpoint_name
 from modeldrop.local.vertex.checks import DeploySpec, MachineSpec
 from modeldrop.local.vertex.errors import (
-    ApiError,
+    RpcError,
     already_exists,
     failed_precondition,
     not_found,
@@ -277,7 +277,7 @@ class Registry:
             )
             return deployed.id
 
-    def fail_deploy(self, start: DeployStart, error: ApiError) -> None:
+    def fail_deploy(self, start: DeployStart, error: RpcError) -> None:
         """Complete the operation with `error`; the endpoint stays, without the model."""
         with self._lock:
             endpoint = self._endpoints.get(start.endpoint)

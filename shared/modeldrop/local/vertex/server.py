@@ -21,7 +21,7 @@ from modeldrop.local.vertex import translate
 from modeldrop.local.vertex.checks import requested_accelerator
 from modeldrop.local.vertex.control import ControlPlane
 from modeldrop.local.vertex.engines import Engine
-from modeldrop.local.vertex.errors import ApiError, invalid
+from modeldrop.local.vertex.errors import RpcError, invalid
 from modeldrop.local.vertex.faults import FaultInjector, faults_from_json
 from modeldrop.local.vertex.proxy import EngineClient, relay
 
@@ -152,22 +152,22 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         return {"faults": []}
 
     # errors
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Any:
+    @app.errorhandler(RpcError)
+    def api_error(exc: RpcError) -> Any:
         return exc.to_json(), exc.http_status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         code = exc.code or 500
         message = f"{exc.name}: {request.method} {request.path} is not a route of the emulator."
-        return ApiError(
-            code, message if code in (404, 405) else str(exc.description)
+        return RpcError(
+            message if code in (404, 405) else str(exc.description), http_status=code
         ).to_json(), code
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return ApiError(500, f"Internal error in the emulator: {exc!r}").to_json(), 500
+        return RpcError(f"Internal error in the emulator: {exc!r}", http_status=500).to_json(), 500
 
     return app
 

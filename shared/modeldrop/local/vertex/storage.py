@@ -16,7 +16,7 @@ from pathlib import Path
 from modeldrop.adapters.gcs_folder import GcsFolder
 from modeldrop.domain.folder import FileInfo
 from modeldrop.errors import AccessError
-from modeldrop.local.vertex.errors import ApiError, invalid, not_found
+from modeldrop.local.vertex.errors import RpcError, invalid, not_found
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "modeldrop-vertex"
 COMPLETE = ".modeldrop-complete"
@@ -25,7 +25,7 @@ _FINISH = threading.Lock()  # one copy at a time becomes the cached folder
 
 
 def list_model_folder(gcs_uri: str) -> tuple[GcsFolder, list[FileInfo]]:
-    """The folder and its files; ApiError 404 (no bucket), 403, or 400 (nothing there)."""
+    """The folder and its files; RpcError 404 (no bucket), 403, or 400 (nothing there)."""
     try:
         folder = GcsFolder(gcs_uri)
         files = folder.list_files()
@@ -78,7 +78,7 @@ def fetch(folder: GcsFolder, files: list[FileInfo], cache_dir: Path) -> Path:
         raise
 
 
-def _api_error(gcs_uri: str, exc: AccessError) -> ApiError:
+def _api_error(gcs_uri: str, exc: AccessError) -> RpcError:
     from google.api_core import exceptions as api_exceptions
 
     cause = exc.__cause__
@@ -88,8 +88,8 @@ def _api_error(gcs_uri: str, exc: AccessError) -> ApiError:
             "model folder, or fix the URI."
         )
     if isinstance(cause, api_exceptions.Forbidden | api_exceptions.Unauthorized):
-        return ApiError(
-            403,
+        return RpcError(
             f"The Vertex AI service agent cannot read {gcs_uri}: {exc.message} {exc.hint}",
+            http_status=403,
         )
-    return ApiError(503, f"Cannot list {gcs_uri}: {exc.message} {exc.hint}".strip())
+    return RpcError(f"Cannot list {gcs_uri}: {exc.message} {exc.hint}".strip(), http_status=503)
