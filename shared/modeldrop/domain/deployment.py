@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -106,6 +106,11 @@ class Deployment:
     def lease_expired(self, now: datetime) -> bool:
         """Whether no worker holds a claim on the record (any more)."""
         return self.lease_expires_at is None or self.lease_expires_at <= now
+
+    @staticmethod
+    def lease_end(now: datetime, seconds: float) -> datetime:
+        """When a claim taken at `now` for `seconds` expires (its `lease_expires_at`)."""
+        return now + timedelta(seconds=seconds)
 
     @property
     def gcs_uri(self) -> str:

@@ -91,7 +91,7 @@ def _unclaimed(ctx: Context, record: Deployment) -> Deployment | None:
     now = ctx.clock()
     if not record.lease_expired(now):
         return None
-    lease = now + timedelta(seconds=ctx.settings.lease_seconds)
+    lease = Deployment.lease_end(now, ctx.settings.lease_seconds)
     bumped = commit(ctx, update(record, now, lease_expires_at=lease))
     if bumped:
         hand_over(ctx, bumped)

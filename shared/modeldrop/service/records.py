@@ -9,7 +9,6 @@ outage keeps a record busy forever.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 
 from modeldrop import logs
 from modeldrop.domain.deployment import TRANSITIONS, Deployment, State, advance, update
@@ -92,7 +91,7 @@ def claim(ctx: Context, record: Deployment, state: State) -> Deployment | None:
     claims never finished, the record ends FAILED instead. None: another worker got there first.
     """
     now = ctx.clock()
-    lease = now + timedelta(seconds=ctx.settings.lease_seconds)
+    lease = Deployment.lease_end(now, ctx.settings.lease_seconds)
     if record.state is not state:
         return commit(ctx, advance(record, state, now, lease_expires_at=lease, attempts=1))
     if record.attempts >= ctx.settings.max_attempts:

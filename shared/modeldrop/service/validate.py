@@ -12,7 +12,6 @@ storage errors are retried a bounded number of times.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from modeldrop import catalog, logs
 from modeldrop.domain.completion import (
@@ -102,12 +101,11 @@ def on_object_finalized(ctx: Context, bucket: str, name: str) -> Deployment | No
         return None
     now = ctx.clock()
     record = new_deployment(bucket, folder_prefix, fingerprint(files), revision(files), now)
-    stored = create(ctx, update(record, now, lease_expires_at=now + _lease(ctx)))
+    stored = create(
+        ctx,
+        update(record, now, lease_expires_at=Deployment.lease_end(now, ctx.settings.lease_seconds)),
+    )
     return drive_validation(ctx, stored, listing) if stored else None
-
-
-def _lease(ctx: Context) -> timedelta:
-    return timedelta(seconds=ctx.settings.lease_seconds)
 
 
 def drive_validation(
@@ -216,7 +214,7 @@ def _record_verdict(ctx: Context, record: Deployment, verdict: Verdict) -> Deplo
         machine=machine,
         overrides=verdict.overrides,
         error=None,
-        lease_expires_at=now + _lease(ctx),
+        lease_expires_at=Deployment.lease_end(now, ctx.settings.lease_seconds),
     )
     written = commit(ctx, validated)
     if written is None or written.state is not State.VALIDATED:
