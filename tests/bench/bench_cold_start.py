@@ -22,9 +22,16 @@ from pathlib import Path
 RUNS = 15
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 MODULES = ("validate", "api", "deploy", "reconcile", "main")
-HEAVY = ("google.cloud.aiplatform", "google.cloud.aiplatform_v1beta1", "vertexai", "torch",
-         "transformers", "google.cloud.firestore", "google.cloud.pubsub_v1",
-         "google.cloud.storage")  # fmt: skip
+HEAVY = (
+    "google.cloud.aiplatform",
+    "google.cloud.aiplatform_v1beta1",
+    "vertexai",
+    "torch",
+    "transformers",
+    "google.cloud.firestore",
+    "google.cloud.pubsub_v1",
+    "google.cloud.storage",
+)
 
 PROBE = """
 import importlib.util, json, sys, time
@@ -75,17 +82,23 @@ FAKE_ENV = {
 def _probe(name: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, name, str(FUNCTIONS_DIR), ",".join(HEAVY)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _first_request() -> dict:
     out = subprocess.run(
         [sys.executable, "-c", FIRST_REQUEST, str(FUNCTIONS_DIR / "api.py"), ",".join(HEAVY)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
         env={**os.environ, **FAKE_ENV},
-    )  # fmt: skip
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -113,20 +126,32 @@ def run() -> dict:
     load_ms = statistics.median(r["load_s"] for r in first) * 1000
     after_first = sorted({h for r in first for h in r["loaded"]})
 
-    print(f"   {'import (median of ' + str(RUNS) + ')':28}{'ms':>8}{'x ff':>7}{'modules':>9}"
-          "  heavy SDKs in sys.modules")  # fmt: skip
+    print(
+        f"   {'import (median of ' + str(RUNS) + ')':28}{'ms':>8}{'x ff':>7}{'modules':>9}"
+        "  heavy SDKs in sys.modules"
+    )
     for name in names:
         label = name if name == "functions_framework" else f"functions/{name}.py"
         heavy = ", ".join(sorted(loaded[name])) or "-"
         print(f"   {label:28}{ms[name]:8.1f}{ratio[name]:7.2f}{modules[name]:9d}  {heavy}")
-    print(f"   api under functions-framework: load {load_ms:.0f} ms, first GET /healthz "
-          f"{first_ms:.0f} ms (builds the clients), second {second_ms:.2f} ms")  # fmt: skip
+    print(
+        f"   api under functions-framework: load {load_ms:.0f} ms, first GET /healthz "
+        f"{first_ms:.0f} ms (builds the clients), second {second_ms:.2f} ms"
+    )
     print(f"   loaded after the first request: {', '.join(after_first)}")
 
-    api_heavy = loaded["api"] & {"google.cloud.aiplatform", "google.cloud.aiplatform_v1beta1",
-                                 "vertexai", "torch", "transformers"}  # fmt: skip
-    deploy_heavy = loaded["deploy"] & {"google.cloud.aiplatform", "google.cloud.aiplatform_v1beta1",
-                                       "vertexai"}  # fmt: skip
+    api_heavy = loaded["api"] & {
+        "google.cloud.aiplatform",
+        "google.cloud.aiplatform_v1beta1",
+        "vertexai",
+        "torch",
+        "transformers",
+    }
+    deploy_heavy = loaded["deploy"] & {
+        "google.cloud.aiplatform",
+        "google.cloud.aiplatform_v1beta1",
+        "vertexai",
+    }
     return {
         "runs": RUNS,
         "import_ms": ms,

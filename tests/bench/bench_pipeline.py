@@ -25,10 +25,13 @@ STORM, CONCURRENCY = 200, 16
 
 def _deployed(subscriber, name: str):
     return next(
-        (m for m in subscriber.messages
-         if m.attributes.get("model") == name and m.attributes.get("state") == "DEPLOYED"),
+        (
+            m
+            for m in subscriber.messages
+            if m.attributes.get("model") == name and m.attributes.get("state") == "DEPLOYED"
+        ),
         None,
-    )  # fmt: skip
+    )
 
 
 def run() -> dict:
@@ -61,10 +64,13 @@ def run() -> dict:
 
         def fire(number: int) -> int:
             event = CloudEvent(
-                {"type": "google.cloud.storage.object.v1.finalized", "id": f"storm-{number}",
-                 "source": f"//storage.googleapis.com/projects/_/buckets/{config.bucket}"},
+                {
+                    "type": "google.cloud.storage.object.v1.finalized",
+                    "id": f"storm-{number}",
+                    "source": f"//storage.googleapis.com/projects/_/buckets/{config.bucket}",
+                },
                 {"bucket": config.bucket, "name": last},
-            )  # fmt: skip
+            )
             headers, body = to_binary(event)
             return requests.post(
                 stack.urls["validate"], data=body, headers=headers, timeout=120
@@ -77,16 +83,21 @@ def run() -> dict:
         time.sleep(3)
         calls_after = requests.get(f"{stack.urls['vertex']}/emulator/state", timeout=10).json()
         deployed_events = sum(
-            1 for m in subscriber.messages
+            1
+            for m in subscriber.messages
             if m.attributes.get("model") == name and m.attributes.get("state") == "DEPLOYED"
-        )  # fmt: skip
+        )
         subscriber.close()
     extra_deploys = calls_after["deploy_calls"] - calls_before["deploy_calls"]
-    print(f"   upload complete -> DEPLOYED: median {statistics.median(latencies):.2f} s "
-          f"(runs: {', '.join(f'{x:.2f}' for x in latencies)})")  # fmt: skip
-    print(f"   storm: {STORM} duplicate finalize events, {CONCURRENCY} at a time: {storm_s:.2f} s "
-          f"({STORM / storm_s:.0f}/s), all {set(codes)}; extra Deploy calls {extra_deploys}, "
-          f"DEPLOYED notifications {deployed_events}")  # fmt: skip
+    print(
+        f"   upload complete -> DEPLOYED: median {statistics.median(latencies):.2f} s "
+        f"(runs: {', '.join(f'{x:.2f}' for x in latencies)})"
+    )
+    print(
+        f"   storm: {STORM} duplicate finalize events, {CONCURRENCY} at a time: {storm_s:.2f} s "
+        f"({STORM / storm_s:.0f}/s), all {set(codes)}; extra Deploy calls {extra_deploys}, "
+        f"DEPLOYED notifications {deployed_events}"
+    )
     return {
         "latency_s": latencies,
         "latency_median_s": statistics.median(latencies),

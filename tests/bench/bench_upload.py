@@ -144,10 +144,18 @@ def run() -> dict:
     results: dict[str, list] = {
         key: []
         for key in (
-            "shards", "events", "bytes_read", "requests", "listings", "downloads",
-            "single_validation_bytes", "single_validation_requests", "index_bytes", "handler_s",
+            "shards",
+            "events",
+            "bytes_read",
+            "requests",
+            "listings",
+            "downloads",
+            "single_validation_bytes",
+            "single_validation_requests",
+            "index_bytes",
+            "handler_s",
         )
-    }  # fmt: skip
+    }
     try:
         for emulator in emulators:
             os.environ.update(emulator.env)

@@ -38,8 +38,10 @@ def build_folder(root: Path) -> Path:
     per_tensor = SHARD_BYTES // 8 // 2  # BF16 elements
     for s in range(SHARDS):
         name = f"model-{s + 1:05d}-of-{SHARDS:05d}.safetensors"
-        tensors = [(f"model.layers.{s}.part{t}.weight", "BF16", [per_tensor // 1024, 1024])
-                   for t in range(8)]  # fmt: skip
+        tensors = [
+            (f"model.layers.{s}.part{t}.weight", "BF16", [per_tensor // 1024, 1024])
+            for t in range(8)
+        ]
         write_sparse(root / name, tensors)
         weight_map.update({t[0]: name for t in tensors})
     write_json(root / "model.safetensors.index.json", {"metadata": {}, "weight_map": weight_map})

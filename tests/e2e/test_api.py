@@ -39,15 +39,24 @@ def test_status_url_links_and_chat_through_the_api(stack, served):
     chat = follow(stack, status["links"]["chat"])
     assert status["state"] == "DEPLOYED"
     assert chat == f"{stack.urls['api']}/v1/deployments/{status['id']}/chat/completions"
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0,
-            "ignore_eos": True}  # fmt: skip
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 6,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     answer = requests.post(chat, json=body, timeout=60).json()
     assert answer["usage"]["completion_tokens"] == 6
 
 
 def test_streamed_chat_arrives_in_chunks_and_ends_with_done(stack, served):
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 12, "temperature": 0,
-            "stream": True, "ignore_eos": True}  # fmt: skip
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 12,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
     chat = follow(stack, served["links"]["chat"])
     with requests.post(chat, json=body, stream=True, timeout=60) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -59,8 +68,13 @@ def test_streamed_chat_arrives_in_chunks_and_ends_with_done(stack, served):
 
 def test_predict_and_stream_raw_predict_bodies_from_the_seed(stack, served):
     base = f"{stack.urls['api']}/v1/deployments/{served['id']}"
-    instance = {"prompt": "How to tell the time by looking at the sky?", "temperature": 0,
-                "top_p": 1, "max_tokens": 8, "ignore_eos": True}  # fmt: skip
+    instance = {
+        "prompt": "How to tell the time by looking at the sky?",
+        "temperature": 0,
+        "top_p": 1,
+        "max_tokens": 8,
+        "ignore_eos": True,
+    }
     predictions = requests.post(
         f"{base}:predict", json={"instances": [instance]}, timeout=60
     ).json()
@@ -84,9 +98,12 @@ def test_official_openai_client(stack, served):
     assert completion.choices[0].message.role == "assistant"
     assert 1 <= completion.usage.completion_tokens <= 5
     stream = client.chat.completions.create(
-        model=served["id"], messages=[{"role": "user", "content": "hi"}], max_tokens=5,
-        temperature=0, stream=True,
-    )  # fmt: skip
+        model=served["id"],
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=5,
+        temperature=0,
+        stream=True,
+    )
     pieces = [c for c in stream if c.choices and c.choices[0].delta.content]
     assert 1 <= len(pieces) <= 5
     from openai import NotFoundError
@@ -157,17 +174,35 @@ HOSTILE = [
     ("POST", f"/v1/deployments/{LONG}:predict", None, {"instances": [{}]}, 404, "NOT_FOUND"),
     ("GET", "/v1/deployments", {"model": LONG}, None, 400, "BAD_FILTER"),
     ("GET", "/v1/deployments", {"page_token": "garbage!"}, None, 400, "BAD_PAGE_TOKEN"),
-    ("GET", "/v1/deployments", {"page_token": page_token(["2026-01-01T00:00:00+00:00", "a/b"])},
-     None, 400, "BAD_PAGE_TOKEN"),
+    (
+        "GET",
+        "/v1/deployments",
+        {"page_token": page_token(["2026-01-01T00:00:00+00:00", "a/b"])},
+        None,
+        400,
+        "BAD_PAGE_TOKEN",
+    ),
     ("GET", "/v1/deployments", [("limit", "1"), ("limit", "2")], None, 400, "BAD_QUERY"),
     ("GET", "/v1/deployments", {"limit": "9" * 5000}, None, 400, "BAD_LIMIT"),
-    ("POST", "/v1/chat/completions", None, {"model": LONG, "messages": HELLO}, 404,
-     "model_not_found"),
-    ("POST", "/v1/chat/completions", None, {"model": [1], "messages": HELLO}, 400,
-     "model_required"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        None,
+        {"model": LONG, "messages": HELLO},
+        404,
+        "model_not_found",
+    ),
+    (
+        "POST",
+        "/v1/chat/completions",
+        None,
+        {"model": [1], "messages": HELLO},
+        400,
+        "model_required",
+    ),
     ("POST", "/v1/chat/completions", None, DEEP, 400, "body_too_deep"),
     ("POST", "/v1/chat/completions", None, b'{"model": "x", "n": NaN}', 400, "bad_number"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(

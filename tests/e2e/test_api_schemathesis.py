@@ -179,8 +179,11 @@ def _call(api_schema, method: str, path: str, **case: Any):
 
 
 def _ids(targets: Targets) -> dict[str, str]:
-    return {"served": targets.served["id"], "doomed": targets.doomed["id"],
-            "rejected": targets.rejected["id"]}  # fmt: skip
+    return {
+        "served": targets.served["id"],
+        "doomed": targets.doomed["id"],
+        "rejected": targets.rejected["id"],
+    }
 
 
 LONG = "a" * 2000  # longer than any id or model name; Firestore refuses it in a query
@@ -254,8 +257,11 @@ def _events(text: str) -> list[str]:
     ids=["chat", "streamRawPredict", "openai"],
 )
 def test_streams_are_server_sent_events(api_schema, targets, path, body):
-    params = {} if path == OPENAI_CHAT else {"path_parameters": {"deployment_id": _ids(targets)[
-        "served"]}}  # fmt: skip
+    params = (
+        {}
+        if path == OPENAI_CHAT
+        else {"path_parameters": {"deployment_id": _ids(targets)["served"]}}
+    )
     response = _call(api_schema, "POST", path, body=body, **params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"][0].startswith("text/event-stream")
@@ -272,16 +278,32 @@ def test_streams_are_server_sent_events(api_schema, targets, path, body):
         ("GET", "/v1/models/{name}", {"path_parameters": {"name": LONG}}),
         ("DELETE", ONE, {"path_parameters": {"deployment_id": LONG}}),
         ("DELETE", ONE, {"path_parameters": {"deployment_id": "__x__"}}),
-        ("POST", PREDICT, {"path_parameters": {"deployment_id": "__x__"},
-                           "body": {"instances": [{"prompt": "Hi"}]}}),
+        (
+            "POST",
+            PREDICT,
+            {
+                "path_parameters": {"deployment_id": "__x__"},
+                "body": {"instances": [{"prompt": "Hi"}]},
+            },
+        ),
         ("POST", OPENAI_CHAT, {"body": {"model": "meta-llama/Llama-3.1-8B", "messages": HELLO}}),
         ("POST", OPENAI_CHAT, {"body": {"model": "__x__", "messages": HELLO}}),
         ("POST", OPENAI_CHAT, {"body": {"model": ".", "messages": HELLO}}),
         ("POST", OPENAI_CHAT, {"body": {"model": "\ud800", "messages": HELLO}}),
     ],
-    ids=["get-reserved", "get-long", "model-long", "delete-long", "delete-reserved",
-         "predict-reserved", "openai-slash", "openai-reserved", "openai-dot", "openai-surrogate"],
-)  # fmt: skip
+    ids=[
+        "get-reserved",
+        "get-long",
+        "model-long",
+        "delete-long",
+        "delete-reserved",
+        "predict-reserved",
+        "openai-slash",
+        "openai-reserved",
+        "openai-dot",
+        "openai-surrogate",
+    ],
+)
 def test_ids_firestore_cannot_hold_are_not_found(api_schema, targets, method, path, case):
     """Ids and model names no record can have (Firestore could not hold them) are unknown."""
     response = _call(api_schema, method, path, **case)

@@ -67,9 +67,10 @@ def test_rejected_folder_notifies_with_findings(stack, tiny_model, tmp_path):
     assert status["state"] == "REJECTED" and status["error"]["code"] == "QUANTIZED_CONFIG"
     stack.events.wait_for(lambda _: "REJECTED" in states_of(stack, status["id"]), 30)
     rejection = next(
-        parse_event(m) for m in stack.events.for_deployment(status["id"])
+        parse_event(m)
+        for m in stack.events.for_deployment(status["id"])
         if m.attributes["state"] == "REJECTED"
-    )  # fmt: skip
+    )
     codes = [f["code"] for f in rejection.data["validation"]["findings"]]
     assert "QUANTIZED_CONFIG" in codes
 
@@ -91,11 +92,14 @@ def test_reupload_with_changed_weights_is_a_new_revision(stack, tiny_model, tmp_
 
 def storage_event(bucket: str, name: str, generation: int, number: int) -> tuple[dict, bytes]:
     event = CloudEvent(
-        {"type": "google.cloud.storage.object.v1.finalized",
-         "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-         "subject": f"objects/{name}", "id": f"dup-{number}"},
+        {
+            "type": "google.cloud.storage.object.v1.finalized",
+            "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+            "subject": f"objects/{name}",
+            "id": f"dup-{number}",
+        },
         {"bucket": bucket, "name": name, "generation": str(generation)},
-    )  # fmt: skip
+    )
     return to_binary(event)
 
 

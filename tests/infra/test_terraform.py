@@ -277,10 +277,18 @@ def test_variable_defaults_match_the_settings(terraform: Terraform) -> None:
 
 def test_the_issue_variables_and_outputs_exist(terraform: Terraform) -> None:
     wanted = {
-        "project", "region", "bucket", "root_prefix", "completion_mode", "settle_seconds",
-        "base_model_policy", "default_machine_spec", "psc_project_allowlist",
-        "invoker_members", "api_tokens_secret_id",
-    }  # fmt: skip
+        "project",
+        "region",
+        "bucket",
+        "root_prefix",
+        "completion_mode",
+        "settle_seconds",
+        "base_model_policy",
+        "default_machine_spec",
+        "psc_project_allowlist",
+        "invoker_members",
+        "api_tokens_secret_id",
+    }
     assert wanted <= set(terraform.variables)
     assert "default" not in terraform.variables["project"], "project is required"
     for name, variable in terraform.variables.items():

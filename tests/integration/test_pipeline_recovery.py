@@ -70,15 +70,20 @@ class Harness:
         self.tiny = tiny
         self.prefix = f"inproc-{n}/"
         env = {
-            "MODELDROP_BUCKET": BUCKET, "MODELDROP_ROOT_PREFIX": self.prefix,
+            "MODELDROP_BUCKET": BUCKET,
+            "MODELDROP_ROOT_PREFIX": self.prefix,
             "MODELDROP_COLLECTION": f"recovery-{n}-{time.time_ns()}",
-            "MODELDROP_VALIDATED_TOPIC": f"validated-{n}", "MODELDROP_EVENTS_TOPIC": f"events-{n}",
-            "MODELDROP_SETTLE_SECONDS": "0", "MODELDROP_BASE_POLICY": "family",
-            "MODELDROP_LEASE_SECONDS": "1", "MODELDROP_PUBLISH_TIMEOUT": "3",
-            "MODELDROP_VERTEX_API_ENDPOINT": vertex.url, "MODELDROP_VERTEX_ANONYMOUS": "true",
+            "MODELDROP_VALIDATED_TOPIC": f"validated-{n}",
+            "MODELDROP_EVENTS_TOPIC": f"events-{n}",
+            "MODELDROP_SETTLE_SECONDS": "0",
+            "MODELDROP_BASE_POLICY": "family",
+            "MODELDROP_LEASE_SECONDS": "1",
+            "MODELDROP_PUBLISH_TIMEOUT": "3",
+            "MODELDROP_VERTEX_API_ENDPOINT": vertex.url,
+            "MODELDROP_VERTEX_ANONYMOUS": "true",
             "GOOGLE_CLOUD_PROJECT": "modeldrop-local",
             **overrides,
-        }  # fmt: skip
+        }
         self.settings = Settings.from_env(env)
         self.vertex = vertex
         self.provision()
@@ -108,10 +113,12 @@ class Harness:
             request={"subscription": self.subscriptions[topic], "max_messages": 50}, timeout=5
         )
         if response.received_messages:
-            self.subscriber.acknowledge(request={
-                "subscription": self.subscriptions[topic],
-                "ack_ids": [m.ack_id for m in response.received_messages],
-            })  # fmt: skip
+            self.subscriber.acknowledge(
+                request={
+                    "subscription": self.subscriptions[topic],
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                }
+            )
         return [m.message for m in response.received_messages]
 
     def upload(self, folder, name: str, order: list[str] | None = None) -> list[Any]:
@@ -243,8 +250,10 @@ def test_storage_failing_every_time_ends_failed_after_the_last_attempt(harness):
         h.upload(h.tiny, "unreadable")
     (record,), _ = h.ctx.store.list_page()
     assert (record.state, record.attempts, record.error["code"]) == (
-        State.VALIDATING, 1, "ACCESS_ERROR"
-    )  # fmt: skip
+        State.VALIDATING,
+        1,
+        "ACCESS_ERROR",
+    )
     failed = h.until(record.id, State.FAILED)
     assert failed.error["code"] == "ACCESS_ERROR" and str(ATTEMPTS) in failed.error["hint"]
     events = [m.attributes["state"] for m in h.pull(h.settings.events_topic)]

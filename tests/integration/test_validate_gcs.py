@@ -61,9 +61,15 @@ def test_cli_exit_codes_and_json(fake_gcs, tmp_path, capsys):
     assert main(["validate", ok, "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
     assert list(verdict) == [
-        "verdict", "architecture", "model_type", "matched_base", "parameters", "weight_bytes",
-        "recommended_machine", "findings",
-    ]  # fmt: skip
+        "verdict",
+        "architecture",
+        "model_type",
+        "matched_base",
+        "parameters",
+        "weight_bytes",
+        "recommended_machine",
+        "findings",
+    ]
     assert verdict["matched_base"] == "Qwen2.5-0.5B"
     assert main(["validate", bad]) == 1
     assert "QUANTIZED_CONFIG" in capsys.readouterr().out

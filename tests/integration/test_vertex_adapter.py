@@ -49,11 +49,15 @@ OVERRIDES = {
 
 
 def settings_for(emulator: VertexEmulator) -> Settings:
-    return Settings.from_env({
-        "GOOGLE_CLOUD_PROJECT": "modeldrop-local", "MODELDROP_REGION": "us-central1",
-        "MODELDROP_VERTEX_API_ENDPOINT": emulator.url, "MODELDROP_VERTEX_ANONYMOUS": "true",
-        "MODELDROP_UPSTREAM_TIMEOUT": "120",
-    })  # fmt: skip
+    return Settings.from_env(
+        {
+            "GOOGLE_CLOUD_PROJECT": "modeldrop-local",
+            "MODELDROP_REGION": "us-central1",
+            "MODELDROP_VERTEX_API_ENDPOINT": emulator.url,
+            "MODELDROP_VERTEX_ANONYMOUS": "true",
+            "MODELDROP_UPSTREAM_TIMEOUT": "120",
+        }
+    )
 
 
 def endpoint_client(emulator: VertexEmulator, monkeypatch: pytest.MonkeyPatch):
@@ -109,9 +113,13 @@ def deployed(emulator, tiny):
     assert status.error is None, status.error
     info = deployer.describe_endpoint(status.endpoint)
     d = replace(
-        d, state=State.DEPLOYED, endpoint=info.name, endpoint_dns=info.dedicated_endpoint_dns,
-        deployed_model_id=info.deployed_model_ids[0], operation=handle.operation,
-    )  # fmt: skip
+        d,
+        state=State.DEPLOYED,
+        endpoint=info.name,
+        endpoint_dns=info.dedicated_endpoint_dns,
+        deployed_model_id=info.deployed_model_ids[0],
+        operation=handle.operation,
+    )
     print(f"\ndeploy call -> operation done: {seconds:.2f} s")
     return d, deployer, seconds
 
@@ -131,15 +139,19 @@ def test_deploy_sends_the_json_the_api_expects(emulator, deployed):
         "modelUserId": d.vertex_id,
     }
     assert sent["endpointConfig"] == {
-        "endpointDisplayName": "tiny-adapter-endpoint", "dedicatedEndpointEnabled": True,
+        "endpointDisplayName": "tiny-adapter-endpoint",
+        "dedicatedEndpointEnabled": True,
         "endpointUserId": d.vertex_id,
-    }  # fmt: skip
+    }
     assert sent["deployConfig"]["dedicatedResources"] == {
         "machineSpec": {
-            "machineType": "g2-standard-12", "acceleratorType": 11, "acceleratorCount": 1
+            "machineType": "g2-standard-12",
+            "acceleratorType": 11,
+            "acceleratorCount": 1,
         },
-        "minReplicaCount": 1, "maxReplicaCount": 2,
-    }  # fmt: skip
+        "minReplicaCount": 1,
+        "maxReplicaCount": 2,
+    }
     polls = [c for c in emulator.recorder.calls if "/operations/" in c[1]]
     assert polls and all(c[0] == "GET" and c[1].startswith("/v1beta1/projects/") for c in polls)
 
@@ -154,8 +166,10 @@ def test_every_field_we_set_reads_back(emulator, deployed):
     assert model["model"].endswith(f"/models/{d.vertex_id}")
     resources = model["dedicatedResources"]
     assert resources["machineSpec"] == {
-        "machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1
-    }  # fmt: skip
+        "machineType": "g2-standard-12",
+        "acceleratorType": "NVIDIA_L4",
+        "acceleratorCount": 1,
+    }
     assert (resources["minReplicaCount"], resources["maxReplicaCount"]) == (1, 2)
     deployer.set_labels(d.endpoint, OVERRIDES["labels"])
     assert deployer.describe_endpoint(d.endpoint).labels == OVERRIDES["labels"]
@@ -170,26 +184,39 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
     with VertexEmulator(engine="echo", cache_dir=cache, faults="", ca_dir=cache) as e:
         recorder = Recorder(e.app.wsgi_app)
         e.app.wsgi_app = recorder
-        d = record("models/psc", overrides={
-            "private_endpoint": {"enabled": True, "project_allowlist": ["client-project-1"]},
-            "spot": True,
-        })  # fmt: skip
+        d = record(
+            "models/psc",
+            overrides={
+                "private_endpoint": {"enabled": True, "project_allowlist": ["client-project-1"]},
+                "spot": True,
+            },
+        )
         VertexDeployer(settings_for(e)).deploy(d)
         sent = json.loads(next(c for c in recorder.calls if c[1].endswith(":deploy"))[3])
         assert sent["endpointConfig"]["privateServiceConnectConfig"] == {
-            "enablePrivateServiceConnect": True, "projectAllowlist": ["client-project-1"]
-        }  # fmt: skip
+            "enablePrivateServiceConnect": True,
+            "projectAllowlist": ["client-project-1"],
+        }
         assert sent["deployConfig"]["dedicatedResources"]["spot"] is True
-        endpoint = requests.get(f"{e.url}/v1beta1/projects/modeldrop-local/locations/us-central1/"
-                                f"endpoints/{d.vertex_id}", timeout=10).json()  # fmt: skip
+        endpoint = requests.get(
+            f"{e.url}/v1beta1/projects/modeldrop-local/locations/us-central1/"
+            f"endpoints/{d.vertex_id}",
+            timeout=10,
+        ).json()
         assert endpoint["privateServiceConnectConfig"]["projectAllowlist"] == ["client-project-1"]
 
 
 def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deployed, monkeypatch):
     d, _, _ = deployed
     client = endpoint_client(emulator, monkeypatch)
-    body = {"model": d.vertex_id, "messages": [{"role": "user", "content": "hello"}],
-            "max_tokens": 12, "temperature": 0, "top_p": 1, "ignore_eos": True}  # fmt: skip
+    body = {
+        "model": d.vertex_id,
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 12,
+        "temperature": 0,
+        "top_p": 1,
+        "ignore_eos": True,
+    }
     unary = client.chat_completions(d, body)
     assert unary["choices"][0]["message"]["role"] == "assistant"
     assert unary["usage"]["completion_tokens"] == 12  # ignore_eos: exactly max_tokens
@@ -205,16 +232,30 @@ def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deploy
     assert events[-1] == "data: [DONE]" and 1 <= tokens <= 12
     print(f"\nfirst streamed chunk after {first * 1000:.1f} ms ({tokens} content chunks)")
 
-    prediction = client.predict(d, {"instances": [
-        {"prompt": "hello", "max_tokens": 8, "temperature": 0, "top_p": 1, "ignore_eos": True},
-        {"prompt": "world", "max_tokens": 8, "raw_response": True},
-    ]})  # fmt: skip
+    prediction = client.predict(
+        d,
+        {
+            "instances": [
+                {
+                    "prompt": "hello",
+                    "max_tokens": 8,
+                    "temperature": 0,
+                    "top_p": 1,
+                    "ignore_eos": True,
+                },
+                {"prompt": "world", "max_tokens": 8, "raw_response": True},
+            ]
+        },
+    )
     assert len(prediction["predictions"]) == 2
     assert prediction["predictions"][0].startswith("Prompt:\nhello\nOutput:\n")
 
-    raw = b"".join(client.stream_raw_predict(d, {"instances": [
-        {"prompt": "hello", "max_tokens": 8, "temperature": 0, "stream": True}
-    ]}))  # fmt: skip
+    raw = b"".join(
+        client.stream_raw_predict(
+            d,
+            {"instances": [{"prompt": "hello", "max_tokens": 8, "temperature": 0, "stream": True}]},
+        )
+    )
     assert raw.count(b"data: ") >= 2
 
 

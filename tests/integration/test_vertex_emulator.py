@@ -348,8 +348,13 @@ def test_stream_raw_predict_passes_the_completion_stream(deployed: Deployed) -> 
 
 @serving_test
 def test_concurrent_streams_all_finish(deployed: Deployed) -> None:
-    body = {"stream": True, "temperature": 0, "max_tokens": 8, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    body = {
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": 8,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     results: list[int] = []
 
     def one() -> None:
@@ -369,8 +374,9 @@ def test_concurrent_streams_all_finish(deployed: Deployed) -> None:
 @serving_test
 def test_queries_to_unknown_or_undeployed_endpoints(serving: Any, deployed: Deployed) -> None:
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    unknown = requests.post(f"{serving.url}/v1beta1/{PARENT}/endpoints/nope/chat/completions",
-                            json=body, timeout=10)  # fmt: skip
+    unknown = requests.post(
+        f"{serving.url}/v1beta1/{PARENT}/endpoints/nope/chat/completions", json=body, timeout=10
+    )
     assert unknown.status_code == 404
     bad = requests.post(
         f"{deployed.query_base}:predict", json={"instances": [{}]}, timeout=10, verify=deployed.ca
@@ -463,10 +469,15 @@ def test_sdk_deploy_label_undeploy_delete(serving: Any, tiny_uri: str) -> None:
         # clients follow dedicatedEndpointDns to query, as on Google Cloud
         chat = requests.post(
             f"https://{endpoint.dedicated_endpoint_dns}/v1beta1/{result.endpoint}/chat/completions",
-            json={"model": "sdk-model", "messages": [{"role": "user", "content": "hi"}],
-                  "max_tokens": 2, "temperature": 0},
-            timeout=60, verify=serving.ca_path,
-        )  # fmt: skip
+            json={
+                "model": "sdk-model",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2,
+                "temperature": 0,
+            },
+            timeout=60,
+            verify=serving.ca_path,
+        )
         assert chat.status_code == 200 and chat.json()["model"] == "sdk-model"
 
         pid = next(e["pid"] for e in serving.control.engines() if e["endpoint"] == result.endpoint)
@@ -486,8 +497,10 @@ def test_sdk_deploy_label_undeploy_delete(serving: Any, tiny_uri: str) -> None:
     calls = recorder.calls
     method, path, query, body = calls[0]
     assert (method, path, query) == (
-        "POST", f"/v1beta1/{PARENT}:deploy", "%24alt=json%3Benum-encoding%3Dint"
-    )  # fmt: skip
+        "POST",
+        f"/v1beta1/{PARENT}:deploy",
+        "%24alt=json%3Benum-encoding%3Dint",
+    )
     expected = sdk_deploy_body(tiny_uri, "sdk-ep", "sdk-model")
     expected["modelConfig"]["modelDisplayName"] = "sdk-model"
     assert json.loads(body) == expected  # no destination, enum as 11, no false fields
@@ -507,21 +520,64 @@ def test_sdk_deploy_label_undeploy_delete(serving: Any, tiny_uri: str) -> None:
     ("change", "status", "needle"),
     [
         ({"destination": "projects/x/locations/us-central1"}, 400, "does not match"),
-        ({"deployConfig": {"dedicatedResources": {"machineSpec": {"machineType": "n1-highmem-2",
-          "acceleratorType": 11, "acceleratorCount": 1}, "minReplicaCount": 1}}}, 400,
-         "not supported"),
-        ({"deployConfig": {"dedicatedResources": {"machineSpec": {"machineType": "g2-standard-12",
-          "acceleratorType": 99, "acceleratorCount": 1}, "minReplicaCount": 1}}}, 400,
-         "AcceleratorType), 99"),
-        ({"deployConfig": {"dedicatedResources": {"machineSpec": {"machineType": "g2-standard-12",
-          "acceleratorType": 11, "acceleratorCount": 1}, "minReplicaCount": 2,
-          "maxReplicaCount": 1}}}, 400, "below min_replica_count"),
-        ({"customModel": {"gcsUri": "gs://no-such-bucket-emu/models/x"}}, 404,
-         "Bucket no-such-bucket-emu not found"),
+        (
+            {
+                "deployConfig": {
+                    "dedicatedResources": {
+                        "machineSpec": {
+                            "machineType": "n1-highmem-2",
+                            "acceleratorType": 11,
+                            "acceleratorCount": 1,
+                        },
+                        "minReplicaCount": 1,
+                    }
+                }
+            },
+            400,
+            "not supported",
+        ),
+        (
+            {
+                "deployConfig": {
+                    "dedicatedResources": {
+                        "machineSpec": {
+                            "machineType": "g2-standard-12",
+                            "acceleratorType": 99,
+                            "acceleratorCount": 1,
+                        },
+                        "minReplicaCount": 1,
+                    }
+                }
+            },
+            400,
+            "AcceleratorType), 99",
+        ),
+        (
+            {
+                "deployConfig": {
+                    "dedicatedResources": {
+                        "machineSpec": {
+                            "machineType": "g2-standard-12",
+                            "acceleratorType": 11,
+                            "acceleratorCount": 1,
+                        },
+                        "minReplicaCount": 2,
+                        "maxReplicaCount": 1,
+                    }
+                }
+            },
+            400,
+            "below min_replica_count",
+        ),
+        (
+            {"customModel": {"gcsUri": "gs://no-such-bucket-emu/models/x"}},
+            404,
+            "Bucket no-such-bucket-emu not found",
+        ),
         ({"customModel": {"gcsUri": f"gs://{BUCKET}/models/nothing-here"}}, 400, "holds no files"),
         ({"endpointConfig": {"endpointUserId": "Bad_Id"}}, 400, "endpoint_user_id 'Bad_Id'"),
     ],
-)  # fmt: skip
+)
 def test_bad_deploy_requests_are_refused(
     echo: Any, change: dict[str, Any], status: int, needle: str
 ) -> None:
@@ -597,13 +653,19 @@ def test_the_sdk_sample_predicts_over_tls(echo: Any, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(echo.ca_path))
     recorder = Recorder(echo.app.wsgi_app)
     monkeypatch.setattr(echo.app, "wsgi_app", recorder)
-    vertexai.init(project=PROJECT, location=LOCATION, api_endpoint=echo.url,
-                  api_transport="rest", credentials=AnonymousCredentials())  # fmt: skip
+    vertexai.init(
+        project=PROJECT,
+        location=LOCATION,
+        api_endpoint=echo.url,
+        api_transport="rest",
+        credentials=AnonymousCredentials(),
+    )
     endpoint = model_garden.CustomModel(gcs_uri=ECHO_URI).deploy(
         machine_type="g2-standard-12", accelerator_type="NVIDIA_L4", accelerator_count=1
     )
-    answer = endpoint.predict(instances=[{"prompt": "a b", "max_tokens": 3}],
-                              use_dedicated_endpoint=True)  # fmt: skip
+    answer = endpoint.predict(
+        instances=[{"prompt": "a b", "max_tokens": 3}], use_dedicated_endpoint=True
+    )
     assert endpoint.dedicated_endpoint_dns == echo.dedicated_dns
     assert ("POST", f"/v1/{endpoint.resource_name}:predict") in [c[:2] for c in recorder.calls]
     assert answer.predictions == ["Prompt:\na b\nOutput:\na b a"]
@@ -647,8 +709,9 @@ def test_faults_from_the_admin_route(echo: Any) -> None:
     assert forbidden.status_code == 403
     assert "aiplatform.endpoints.deploy" in forbidden.json()["error"]["message"]
 
-    requests.post(admin, json={"faults": [{"status": 429, "routes": ["deploy"]},
-                                          {"status": 504, "count": 2}]})  # fmt: skip
+    requests.post(
+        admin, json={"faults": [{"status": 429, "routes": ["deploy"]}, {"status": 504, "count": 2}]}
+    )
     quota = rest_deploy(echo.url, body).json()["error"]
     assert "aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus" in quota["message"]
     for _ in range(2):
@@ -694,9 +757,21 @@ def test_engines_die_with_the_emulator_process(
     sig: signal.Signals, tiny_uri: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    cmd = [sys.executable, "-m", "modeldrop.cli", "local", "vertex", "--port", str(port),
-           "--engine", "transformers", "--cache", str(tmp_path),
-           "--ca-dir", str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "modeldrop.cli",
+        "local",
+        "vertex",
+        "--port",
+        str(port),
+        "--engine",
+        "transformers",
+        "--cache",
+        str(tmp_path),
+        "--ca-dir",
+        str(tmp_path),
+    ]
     with open(tmp_path / "emulator.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -20,10 +20,14 @@ def test_every_setting_has_one_variable_and_defaults_parse():
 
 
 def test_values_are_parsed():
-    settings = Settings.from_env({
-        "MODELDROP_ROOT_PREFIX": "/uploads", "MODELDROP_SETTLE_SECONDS": "0",
-        "MODELDROP_VERTEX_ANONYMOUS": "true", "MODELDROP_API_TOKENS": "a, b,,c",
-    })  # fmt: skip
+    settings = Settings.from_env(
+        {
+            "MODELDROP_ROOT_PREFIX": "/uploads",
+            "MODELDROP_SETTLE_SECONDS": "0",
+            "MODELDROP_VERTEX_ANONYMOUS": "true",
+            "MODELDROP_API_TOKENS": "a, b,,c",
+        }
+    )
     assert settings.root_prefix == "uploads/"
     assert settings.settle_seconds == 0.0
     assert settings.vertex_anonymous is True

@@ -40,12 +40,17 @@ def test_minimal_request_uses_the_recommended_machine_and_deterministic_ids():
 
 def test_overrides_set_names_replicas_spot_psc_and_machine():
     overrides = {
-        "model_display_name": "bot", "endpoint_display_name": "bot-ep", "spot": True,
+        "model_display_name": "bot",
+        "endpoint_display_name": "bot-ep",
+        "spot": True,
         "replicas": {"min": 2, "max": 3},
         "private_endpoint": {"enabled": True, "project_allowlist": ["client-project"]},
-        "machine_spec": {"machine_type": "a2-ultragpu-1g", "accelerator_type": "NVIDIA_A100_80GB",
-                         "accelerator_count": 1},
-    }  # fmt: skip
+        "machine_spec": {
+            "machine_type": "a2-ultragpu-1g",
+            "accelerator_type": "NVIDIA_A100_80GB",
+            "accelerator_count": 1,
+        },
+    }
     body = deploy_request(deployment(overrides=overrides), "proj", "europe-west4")
     assert body["model_config"]["model_display_name"] == "bot"
     assert body["endpoint_config"]["endpoint_display_name"] == "bot-ep"

@@ -38,7 +38,7 @@ DENIED = "Permission 'aiplatform.endpoints.deploy' denied on resource"
         (exceptions.ServiceUnavailable("grpc unavailable"), "VERTEX_UNAVAILABLE", True),
         (exceptions.PermissionDenied("denied"), "VERTEX_PERMISSION_DENIED", False),
     ],
-)  # fmt: skip
+)
 def test_classification(error, code, retryable):
     classified = classify(error, "us-central1")
     assert (classified.code, classified.retryable) == (code, retryable)

@@ -50,8 +50,9 @@ def h(tmp_path):
 
 def call(h, method: str, path: str, body: Any = None, raw: bytes | None = None, **kwargs: Any):
     data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-    with app.test_request_context(path, method=method, data=data,
-                                  content_type="application/json", **kwargs):  # fmt: skip
+    with app.test_request_context(
+        path, method=method, data=data, content_type="application/json", **kwargs
+    ):
         from flask import request
 
         response = handle(request, h.ctx)
@@ -148,8 +149,10 @@ def test_openai_model_of_any_shape_is_a_4xx_in_openai_shape(h, model, status, co
 def test_openai_body_errors_have_openai_shape(h, raw, code):
     got, body = call(h, "POST", "/v1/chat/completions", raw=raw)
     assert (got, body["error"]["code"], body["error"]["type"]) == (
-        400, code, "invalid_request_error"
-    )  # fmt: skip
+        400,
+        code,
+        "invalid_request_error",
+    )
 
 
 def test_the_bounds_themselves_are_accepted(h):
@@ -176,8 +179,13 @@ LINKED = ["/v1/deployments/{id}", "/v1/deployments", "/v1/models/chatty"]
 
 @pytest.mark.parametrize("path", LINKED)
 def test_a_hostile_host_header_never_reaches_a_link(h, path):
-    got, body = call(h, "GET", path.format(id=h.deployed.id), base_url="http://evil.example",
-                     headers={"X-Forwarded-Host": "evil.example"})  # fmt: skip
+    got, body = call(
+        h,
+        "GET",
+        path.format(id=h.deployed.id),
+        base_url="http://evil.example",
+        headers={"X-Forwarded-Host": "evil.example"},
+    )
     assert got == 200 and "evil.example" not in json.dumps(body)
     record = body["deployments"][0] if "deployments" in body else body
     assert record["links"]["self"] == f"/v1/deployments/{h.deployed.id}"

@@ -24,8 +24,9 @@ app = Flask(__name__)
 
 def call(h, method, path, body=None, raw=None, headers=None):
     data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-    with app.test_request_context(path, method=method, data=data, headers=headers or {},
-                                  content_type="application/json"):  # fmt: skip
+    with app.test_request_context(
+        path, method=method, data=data, headers=headers or {}, content_type="application/json"
+    ):
         from flask import request
 
         response = handle(request, h.ctx)
@@ -58,8 +59,9 @@ def test_unary_chat_goes_to_the_recorded_endpoint(h):
 
 
 def test_stream_passes_chunks_and_ends_with_done(h):
-    response, payload = call(h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions",
-                             {**CHAT, "stream": True})  # fmt: skip
+    response, payload = call(
+        h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions", {**CHAT, "stream": True}
+    )
     assert response.mimetype == "text/event-stream"
     assert payload == h.endpoints.stream_chunks[0] + b"data: [DONE]\n\n"
 
@@ -70,8 +72,9 @@ def test_broken_stream_still_ends_cleanly(h):
         raise UpstreamTimeout("cut", "")
 
     h.endpoints.stream_chunks = breaking()
-    _, payload = call(h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions",
-                      {**CHAT, "stream": True})  # fmt: skip
+    _, payload = call(
+        h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions", {**CHAT, "stream": True}
+    )
     assert payload.startswith(b'data: {"n": 1}') and b"UPSTREAM_TIMEOUT" in payload
     assert payload.endswith(b"data: [DONE]\n\n")
 
@@ -95,10 +98,11 @@ def test_predict_and_stream_raw_predict(h):
         ("{deployed}:predict", {"instances": []}, None, 400, "BAD_INSTANCES"),
         ("{deployed}:predict", {"prompt": "x"}, None, 400, "BAD_INSTANCES"),
     ],
-)  # fmt: skip
+)
 def test_request_errors(h, path, body, raw, status, code):
-    path = path.format(deployed=f"/v1/deployments/{h.deployed.id}",
-                       pending=f"/v1/deployments/{h.pending.id}")  # fmt: skip
+    path = path.format(
+        deployed=f"/v1/deployments/{h.deployed.id}", pending=f"/v1/deployments/{h.pending.id}"
+    )
     response, payload = call(h, "POST", path, body, raw)
     error = json.loads(payload)["error"]
     assert (response.status_code, error["code"]) == (status, code)
@@ -220,10 +224,20 @@ def test_logs_carry_no_tokens_or_bodies(h):
     try:
         h.ctx.settings = Settings.from_env({"MODELDROP_API_TOKENS": "tok-XYZ"})
         secret = {"messages": [{"role": "user", "content": "my-secret-prompt"}]}
-        call(h, "POST", f"/v1/deployments/{h.deployed.id}/chat/completions", secret,
-             headers={"Authorization": "Bearer tok-XYZ"})  # fmt: skip
-        call(h, "POST", "/v1/chat/completions", {**secret, "model": "nope"},
-             headers={"Authorization": "Bearer wrong-token"})  # fmt: skip
+        call(
+            h,
+            "POST",
+            f"/v1/deployments/{h.deployed.id}/chat/completions",
+            secret,
+            headers={"Authorization": "Bearer tok-XYZ"},
+        )
+        call(
+            h,
+            "POST",
+            "/v1/chat/completions",
+            {**secret, "model": "nope"},
+            headers={"Authorization": "Bearer wrong-token"},
+        )
     finally:
         logger.removeHandler(handler)
     text = out.getvalue()

@@ -35,8 +35,12 @@ def test_happy_path_records_history_and_counts_events():
     ):
         d = advance(d, state, AT + timedelta(seconds=i), note=state.lower())
     assert [t.state for t in d.history] == [
-        State.DETECTED, State.VALIDATING, State.VALIDATED, State.DEPLOYING, State.DEPLOYED
-    ]  # fmt: skip
+        State.DETECTED,
+        State.VALIDATING,
+        State.VALIDATED,
+        State.DEPLOYING,
+        State.DEPLOYED,
+    ]
     assert d.event_sequence == 5 and d.updated_at == AT + timedelta(seconds=4)
 
 

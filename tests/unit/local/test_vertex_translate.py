@@ -90,14 +90,18 @@ PROMPT_BODY = {"prompt": "p", "max_tokens": 2}
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"instances": [{"prompt": "p", "stream": True, "raw_response": True}]},
-         EngineRequest(COMPLETIONS, {"prompt": "p", "max_tokens": 16, "stream": True}, True)),
-        ({"instances": [{"prompt": "p", "max_tokens": 2}]},
-         EngineRequest(COMPLETIONS, PROMPT_BODY, False)),
+        (
+            {"instances": [{"prompt": "p", "stream": True, "raw_response": True}]},
+            EngineRequest(COMPLETIONS, {"prompt": "p", "max_tokens": 16, "stream": True}, True),
+        ),
+        (
+            {"instances": [{"prompt": "p", "max_tokens": 2}]},
+            EngineRequest(COMPLETIONS, PROMPT_BODY, False),
+        ),
         (CHAT_BODY, EngineRequest(CHAT, CHAT_BODY, True)),
         (PROMPT_BODY, EngineRequest(COMPLETIONS, PROMPT_BODY, False)),
     ],
-)  # fmt: skip
+)
 def test_raw_predict_takes_one_instance_or_an_openai_body(
     body: dict, expected: EngineRequest
 ) -> None:

@@ -268,17 +268,31 @@ class Harness:
 def make_harness(tmp_path: Path, **settings: str) -> Harness:
     bucket = LocalBucket(tmp_path / "buckets")
     store, events, queue, deployer, clock = (
-        FakeStore(), FakeEvents(), FakeQueue(), FakeDeployer(), Clock()
-    )  # fmt: skip
+        FakeStore(),
+        FakeEvents(),
+        FakeQueue(),
+        FakeDeployer(),
+        Clock(),
+    )
     env = {
-        "MODELDROP_BUCKET": BUCKET, "MODELDROP_SETTLE_SECONDS": "0",
-        "MODELDROP_BASE_POLICY": "strict", **settings,
-    }  # fmt: skip
+        "MODELDROP_BUCKET": BUCKET,
+        "MODELDROP_SETTLE_SECONDS": "0",
+        "MODELDROP_BASE_POLICY": "strict",
+        **settings,
+    }
     endpoints = FakeEndpoints()
     settings = Settings.from_env(env)
     ctx = ApiContext(
-        settings, store, events, queue, deployer, bucket.open, clock, sleep=clock.advance,
-        endpoints=endpoints, deployed=DeployedCache(settings.record_cache_seconds),
+        settings,
+        store,
+        events,
+        queue,
+        deployer,
+        bucket.open,
+        clock,
+        sleep=clock.advance,
+        endpoints=endpoints,
+        deployed=DeployedCache(settings.record_cache_seconds),
         refresh=Throttle(REFRESH_SECONDS),
-    )  # fmt: skip
+    )
     return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints)

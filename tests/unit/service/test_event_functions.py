@@ -53,11 +53,12 @@ def test_only_a_retryable_failure_is_a_5xx(clients, h, monkeypatch):
     from modeldrop.service import deploy
 
     failures = {
-        "busy": DeployError("Vertex AI answered UNAVAILABLE", code="VERTEX_UNAVAILABLE",
-                            retryable=True),
+        "busy": DeployError(
+            "Vertex AI answered UNAVAILABLE", code="VERTEX_UNAVAILABLE", retryable=True
+        ),
         "bug": RuntimeError("a bug"),
         "refused": DeployError("Vertex AI answered INVALID_ARGUMENT", code="VERTEX_INVALID"),
-    }  # fmt: skip
+    }
 
     def on_validated(ctx, deployment_id):
         raise failures[deployment_id.split("-")[0]]
