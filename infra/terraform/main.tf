@@ -35,6 +35,7 @@ locals {
   function_env = {
     GOOGLE_CLOUD_PROJECT      = var.project
     MODELDROP_REGION          = local.vertex_region
+    MODELDROP_REGIONS         = join(",", var.vertex_regions) # "": MODELDROP_REGION alone
     MODELDROP_BUCKET          = google_storage_bucket.models.name
     MODELDROP_ROOT_PREFIX     = var.root_prefix
     MODELDROP_COMPLETION_MODE = var.completion_mode

@@ -17,6 +17,17 @@ variable "vertex_region" {
   default     = null
 }
 
+variable "vertex_regions" {
+  description = "Vertex AI regions a deploy may land in, first preferred, cheapest machine first across them (MODELDROP_REGIONS). Empty: `vertex_region` alone. A folder's modeldrop.yaml `placement.regions` can only narrow this list."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.vertex_regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))]) && length(distinct(var.vertex_regions)) == length(var.vertex_regions)
+    error_message = "vertex_regions holds distinct region names such as us-central1."
+  }
+}
+
 variable "bucket" {
   description = "Name of the bucket users upload model folders to (null: \"<project>-modeldrop-models\")."
   type        = string

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from modeldrop.domain.findings import Verdict
 from modeldrop.errors import ModeldropError
+from modeldrop.validation.placement import Candidate
 
 if TYPE_CHECKING:  # the local stack is imported only by the commands that start it
+    from modeldrop.domain.folder import Folder
     from modeldrop.local.stack import StackConfig
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -49,17 +51,84 @@ def format_summary(location: str, verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
+def format_ladder(ladder: Sequence[Candidate]) -> str:
+    """The placement candidates, in the order a deploy would try them."""
+    if not ladder:
+        return "  candidates    none: no listed machine fits in the allowed regions and limits"
+    lines = ["  candidates    (tried in this order; prices are catalog estimates)"]
+    for i, c in enumerate(ladder, start=1):
+        m = c.machine_spec
+        lines.append(
+            f"    {i:>3}. {c.region:<24} {m.machine_type:<18} {m.accelerator_count} x "
+            f"{m.accelerator_type:<22} {'spot' if c.spot else 'on-demand':<9} "
+            f"~${float(c.hourly_usd):.2f}/h"
+        )
+    return "\n".join(lines)
+
+
+def _heads(folder: Folder) -> int | None:
+    """num_attention_heads from config.json, or None when it cannot be read."""
+    from modeldrop import catalog
+    from modeldrop.errors import AccessError
+    from modeldrop.validation.model_config import ConfigError, parse_config
+
+    rules = catalog.file_rules()
+    try:
+        data = folder.read_range(rules["config"], 0, rules["limits"]["config_bytes"])
+        return parse_config(data).fields.get("num_attention_heads")
+    except (AccessError, ConfigError):
+        return None
+
+
+def _ladder(folder: Folder, verdict: Verdict, regions: Sequence[str]) -> list[Candidate]:
+    """The candidates a deploy would try, from the catalog alone (none for a rejected folder)."""
+    from modeldrop import catalog
+    from modeldrop.domain.findings import MachineSpec
+    from modeldrop.validation.placement import candidates, placement_of
+
+    if not verdict.accepted or verdict.weight_bytes is None:
+        return []
+    pinned = verdict.overrides.get("machine_spec")
+    return candidates(
+        verdict.weight_bytes,
+        _heads(folder),
+        catalog.machine_catalog(),
+        regions,
+        placement_of(verdict.overrides),
+        MachineSpec(**pinned) if pinned else None,
+    )
+
+
 def _validate(args: argparse.Namespace) -> int:
     from modeldrop.adapters.folders import open_folder
+    from modeldrop.settings import allowed_regions
     from modeldrop.validation.architecture import BasePolicy
     from modeldrop.validation.validator import validate_folder
 
-    verdict = validate_folder(open_folder(args.location), BasePolicy(args.policy))
+    folder = open_folder(args.location)
+    verdict = validate_folder(folder, BasePolicy(args.policy))
+    ladder = _ladder(folder, verdict, args.regions or allowed_regions())
     if args.json:
-        print(json.dumps(verdict.as_dict(), indent=2))
+        body = verdict.as_dict() | {"candidates": [c.as_dict() for c in ladder]}
+        print(json.dumps(body, indent=2))
     else:
         print(format_summary(args.location, verdict))
+        if verdict.accepted:
+            print(format_ladder(ladder))
     return EXIT_ACCEPTED if verdict.accepted else EXIT_REJECTED
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    """--regions: comma-separated region names, checked like MODELDROP_REGIONS."""
+    from modeldrop.settings import SETTINGS
+
+    try:
+        regions: tuple[str, ...] = SETTINGS["regions"].parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not regions:
+        raise argparse.ArgumentTypeError("name one region or more, such as us-central1")
+    return regions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="strict",
         help="strict: weights must derive from a listed base model (default); "
         "family: any size of a supported family",
+    )
+    validate.add_argument(
+        "--regions",
+        type=_regions,
+        help="comma-separated regions for the candidate ladder, first preferred (default: "
+        "MODELDROP_REGIONS, else MODELDROP_REGION, else us-central1)",
     )
     validate.set_defaults(run=_validate)
     _add_stack(commands)

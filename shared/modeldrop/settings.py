@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,20 @@ def _machine_spec(text: str) -> dict[str, Any] | None:
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+REGION_PATTERN = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    """Comma-separated Vertex AI regions, first preferred; each one a region name, once."""
+    regions = _list(text)
+    bad = [r for r in regions if not REGION_PATTERN.fullmatch(r)]
+    if bad:
+        raise ValueError(f"expected region names such as us-central1, not {bad[0][:64]!r}")
+    if len(set(regions)) != len(regions):
+        raise ValueError(f"a region is listed twice in {text[:200]!r}")
+    return regions
 
 
 def _tokens(text: str) -> tuple[str, ...]:
@@ -89,6 +104,13 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "project": Setting("GOOGLE_CLOUD_PROJECT", "modeldrop-local", help="Google Cloud project id"),
     "region": Setting("MODELDROP_REGION", "us-central1", help="Vertex AI region"),
+    "regions": Setting(
+        "MODELDROP_REGIONS",
+        "",
+        _regions,
+        "Vertex AI regions a deploy may land in, first preferred (comma separated; empty: "
+        "MODELDROP_REGION alone)",
+    ),
     "bucket": Setting("MODELDROP_BUCKET", "modeldrop-models", help="bucket users upload to"),
     "root_prefix": Setting("MODELDROP_ROOT_PREFIX", "models/", help="model folders live here"),
     "completion_mode": Setting(
@@ -156,6 +178,7 @@ SETTINGS: dict[str, Setting] = {
 class Settings:
     project: str
     region: str
+    regions: tuple[str, ...]
     bucket: str
     root_prefix: str
     completion_mode: str
@@ -184,7 +207,14 @@ class Settings:
         env = os.environ if environ is None else environ
         values = {name: _parse(setting, env) for name, setting in SETTINGS.items()}
         values["root_prefix"] = values["root_prefix"].strip("/") + "/"
+        values["regions"] = allowed_regions(env)
         return cls(**values)
+
+
+def allowed_regions(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """MODELDROP_REGIONS, else MODELDROP_REGION alone, without reading the other settings."""
+    env = os.environ if environ is None else environ
+    return _parse(SETTINGS["regions"], env) or (_parse(SETTINGS["region"], env),)
 
 
 def _parse(setting: Setting, env: Mapping[str, str]) -> Any:

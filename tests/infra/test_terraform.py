@@ -255,6 +255,7 @@ def test_topic_and_subscription_names_match_the_code(terraform: Terraform) -> No
 def test_variable_defaults_match_the_settings(terraform: Terraform) -> None:
     pairs = {
         "region": "region",
+        "vertex_regions": "regions",
         "root_prefix": "root_prefix",
         "completion_mode": "completion_mode",
         "marker_name": "marker_name",

@@ -69,6 +69,7 @@ def test_cli_exit_codes_and_json(fake_gcs, tmp_path, capsys):
         "weight_bytes",
         "recommended_machine",
         "findings",
+        "candidates",
     ]
     assert verdict["matched_base"] == "Qwen2.5-0.5B"
     assert main(["validate", bad]) == 1

@@ -112,3 +112,16 @@ def test_default_machine_spec_is_checked_when_read():
     for bad in ({**spec, "gpus": 2}, {**spec, "accelerator_count": "1"}, [spec], "x"):
         with pytest.raises(SettingError, match="MODELDROP_DEFAULT_MACHINE_SPEC cannot be used"):
             Settings.from_env({"MODELDROP_DEFAULT_MACHINE_SPEC": json.dumps(bad)})
+
+
+def test_regions_default_to_the_region_alone():
+    assert Settings.from_env({}).regions == ("us-central1",)
+    assert Settings.from_env({"MODELDROP_REGION": "europe-west4"}).regions == ("europe-west4",)
+    env = {"MODELDROP_REGION": "us-central1", "MODELDROP_REGIONS": "us-east4, europe-west4"}
+    assert Settings.from_env(env).regions == ("us-east4", "europe-west4")
+
+
+@pytest.mark.parametrize("value", ["US-CENTRAL1", "us-central1,us-central1", "central"])
+def test_regions_must_be_distinct_region_names(value):
+    with pytest.raises(SettingError, match="MODELDROP_REGIONS cannot be used"):
+        Settings.from_env({"MODELDROP_REGIONS": value})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +97,35 @@ def test_any_yaml_with_anchors_tags_or_nesting_only_gives_findings(marks, scalar
 def test_arbitrary_bytes_only_give_findings(data):
     overrides = parse_overrides(data, FILE)
     assert all(f.code == "OVERRIDES_INVALID" for f in overrides.findings)
+
+
+def test_a_placement_block_is_accepted():
+    text = (
+        "placement:\n  regions: [us-central1, europe-west4]\n  accelerators: [NVIDIA_L4]\n"
+        "  max_hourly_usd: 2.5\n  spot: prefer\n"
+    )
+    overrides = parse_overrides(text.encode(), FILE)
+    assert overrides.findings == []
+    assert overrides.values["placement"]["spot"] == "prefer"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "{regions: [US-CENTRAL1]}",
+        "{regions: [us-central1, us-central1]}",
+        "{regions: []}",
+        "{regions: [" + ", ".join(f"us-east{i}" for i in range(21)) + "]}",
+        "{accelerators: [nvidia_l4]}",
+        "{accelerators: [" + ", ".join(f"GPU_{i}" for i in range(21)) + "]}",
+        "{max_hourly_usd: 0}",
+        "{max_hourly_usd: 10001}",
+        "{max_hourly_usd: cheap}",
+        "{spot: always}",
+        "{spot: true}",
+        "{zones: [us-central1-a]}",
+        "[us-central1]",
+    ],
+)
+def test_an_invalid_placement_block_is_refused(block):
+    assert codes(f"placement: {block}\n") == ["OVERRIDES_INVALID"]

@@ -1,0 +1,169 @@
+"""Placement candidates: what fits, where it may go, cheapest first, then by region order."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from modeldrop.catalog import machine_catalog
+from modeldrop.cli import main
+from modeldrop.domain.findings import MachineSpec
+from modeldrop.validation.placement import candidates, placement_of
+from tests.fixtures.model_folders import write_valid
+
+GIB = 2**30
+SIZING = {"gpu_memory_utilization": 0.9, "kv_cache_fraction": 0.2, "kv_cache_min_gib": 2}
+CATALOG = {
+    "sizing": SIZING,
+    "accelerators": {"SMALL": {"memory_gib": 20}, "BIG": {"memory_gib": 80}},
+    "machines": [
+        {"machine_type": "s-1", "accelerator_type": "SMALL", "accelerator_count": 1,
+         "usd_per_hour": 1.0},
+        {"machine_type": "b-1", "accelerator_type": "BIG", "accelerator_count": 1,
+         "usd_per_hour": 3.0},
+        {"machine_type": "s-2", "accelerator_type": "SMALL", "accelerator_count": 2,
+         "usd_per_hour": 2.0},
+    ],
+}  # fmt: skip
+REGIONS = ("us-central1", "europe-west4")
+SMALL_MODEL = GIB  # 1 GiB + 2 GiB headroom fits every machine
+
+
+def ladder(weight_bytes=SMALL_MODEL, heads=None, regions=REGIONS, placement=None, pinned=None):
+    found = candidates(weight_bytes, heads, CATALOG, regions, placement or {}, pinned)
+    return [(c.region, c.machine_spec.machine_type, c.spot) for c in found]
+
+
+def test_ordered_by_price_then_by_region_order():
+    assert ladder() == [
+        ("us-central1", "s-1", False),
+        ("europe-west4", "s-1", False),
+        ("us-central1", "s-2", False),
+        ("europe-west4", "s-2", False),
+        ("us-central1", "b-1", False),
+        ("europe-west4", "b-1", False),
+    ]
+    first = candidates(SMALL_MODEL, None, CATALOG, REGIONS, {})[0]
+    assert first.hourly_usd == Fraction(1) and first.machine_spec == MachineSpec("s-1", "SMALL", 1)
+    assert first.as_dict() == {
+        "region": "us-central1",
+        "machine_type": "s-1",
+        "accelerator_type": "SMALL",
+        "accelerator_count": 1,
+        "spot": False,
+        "hourly_usd": 1.0,
+    }
+
+
+def test_only_machines_that_fit():
+    # 30 GiB needs 36 GiB: exactly what s-2 has usable at 90%; 31 GiB needs 37.2 GiB
+    assert {m for _, m, _ in ladder(weight_bytes=30 * GIB)} == {"s-2", "b-1"}
+    assert {m for _, m, _ in ladder(weight_bytes=31 * GIB)} == {"b-1"}
+
+
+def test_a_model_that_fits_nothing_gives_an_empty_ladder():
+    assert ladder(weight_bytes=1000 * GIB) == []
+
+
+def test_heads_not_divisible_by_the_gpu_count_exclude_multi_gpu_machines():
+    assert {m for _, m, _ in ladder(heads=7)} == {"s-1", "b-1"}
+    real = candidates(SMALL_MODEL, 14, machine_catalog(), ["us-central1"], {})
+    counts = {c.machine_spec.accelerator_count for c in real}
+    assert 1 in counts and 2 in counts and not counts & {4, 8}  # 14 heads: not on 4 or 8 GPUs
+
+
+def test_placement_regions_narrow_and_keep_the_operator_order():
+    placement = {"regions": ["europe-west4", "us-central1", "asia-east1"]}
+    assert [r for r, m, _ in ladder(placement=placement) if m == "s-1"] == list(REGIONS)
+    only_eu = ladder(placement={"regions": ["europe-west4", "asia-east1"]})
+    assert {r for r, _, _ in only_eu} == {"europe-west4"}
+    assert ladder(placement={"regions": ["asia-east1"]}) == []  # not allowed by the operator
+
+
+def test_accelerators_filter_and_max_price():
+    assert {m for _, m, _ in ladder(placement={"accelerators": ["BIG"]})} == {"b-1"}
+    assert {m for _, m, _ in ladder(placement={"max_hourly_usd": 2})} == {"s-1", "s-2"}
+    assert ladder(placement={"max_hourly_usd": 0.5}) == []
+
+
+def test_spot_prefer_puts_each_spot_variant_before_its_on_demand_one():
+    assert ladder(regions=["us-central1"], placement={"spot": "prefer"}) == [
+        ("us-central1", "s-1", True),
+        ("us-central1", "s-1", False),
+        ("us-central1", "s-2", True),
+        ("us-central1", "s-2", False),
+        ("us-central1", "b-1", True),
+        ("us-central1", "b-1", False),
+    ]
+
+
+@pytest.mark.parametrize(("mode", "spots"), [("only", {True}), ("never", {False})])
+def test_spot_only_and_never(mode, spots):
+    found = ladder(placement={"spot": mode})
+    assert len(found) == 6 and {s for _, _, s in found} == spots
+
+
+def test_the_older_top_level_spot_means_only_unless_placement_says():
+    assert placement_of({}) == {}
+    assert placement_of({"spot": True}) == {"spot": "only"}
+    assert placement_of({"spot": True, "placement": {"spot": "prefer"}})["spot"] == "prefer"
+    assert placement_of({"spot": False, "placement": {"regions": ["x-y1"]}}) == {
+        "regions": ["x-y1"]
+    }
+
+
+def test_a_pinned_spec_is_the_only_type_still_tried_across_regions():
+    pinned = MachineSpec("s-2", "SMALL", 2)
+    assert ladder(pinned=pinned) == [("us-central1", "s-2", False), ("europe-west4", "s-2", False)]
+    assert ladder(pinned=pinned, heads=7) == []  # it does not fit: nothing else is tried
+    assert ladder(pinned=MachineSpec("n-1", "SMALL", 1)) == []
+
+
+# -- modeldrop validate ----------------------------------------------------------------------
+
+
+def test_validate_prints_the_ladder(tmp_path, capsys):
+    root = write_valid(tmp_path / "ok")
+    (root / "modeldrop.yaml").write_text(
+        "placement: {accelerators: [NVIDIA_L4], max_hourly_usd: 1.0, spot: prefer}\n"
+    )
+    assert main(["validate", str(root), "--regions", "us-east4,europe-west4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ladder_lines = lines[lines.index(next(x for x in lines if "candidates" in x)) + 1 :]
+    assert len(ladder_lines) == 8  # g2-standard-4 and -8, two regions, spot then on demand
+    assert "us-east4" in ladder_lines[0] and "g2-standard-4" in ladder_lines[0]
+    assert "spot" in ladder_lines[0] and "on-demand" in ladder_lines[1]
+    assert "europe-west4" in ladder_lines[2] and "g2-standard-8" in ladder_lines[4]
+
+    assert main(["validate", str(root), "--json", "--regions", "us-east4"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert list(body)[-1] == "candidates" and body["recommended_machine"]
+    assert body["candidates"][0] == {
+        "region": "us-east4",
+        "machine_type": "g2-standard-4",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+        "spot": True,
+        "hourly_usd": 0.8129,
+    }
+
+
+def test_validate_regions_default_to_the_settings(tmp_path, capsys, monkeypatch):
+    root = write_valid(tmp_path / "ok")
+    monkeypatch.delenv("MODELDROP_REGIONS", raising=False)
+    monkeypatch.setenv("MODELDROP_REGION", "asia-east1")
+    assert main(["validate", str(root), "--json"]) == 0
+    assert {c["region"] for c in json.loads(capsys.readouterr().out)["candidates"]} == {
+        "asia-east1"
+    }
+    (root / "modeldrop.yaml").write_text("placement: {max_hourly_usd: 0.5}\n")
+    assert main(["validate", str(root)]) == 0
+    assert "candidates    none" in capsys.readouterr().out
+
+
+def test_validate_refuses_bad_regions(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", str(tmp_path), "--regions", "US_CENTRAL"])
+    assert exited.value.code == 2 and "--regions" in capsys.readouterr().err
