@@ -750,6 +750,98 @@ def test_state_lists_resources_engines_and_counts_deploy_calls(echo: Any) -> Non
     assert after["deploy_calls"] == before["deploy_calls"] + 1 == after["calls"]["deploy"]
 
 
+# capacity: quota refusals, stockouts, RecommendSpec
+CAPACITY_REGION = "europe-west4"  # other tests deploy in LOCATION, which the table leaves alone
+
+
+@pytest.fixture
+def capacity(echo: Any) -> Iterator[str]:
+    """The admin route for the echo emulator's capacity table, emptied again after the test."""
+    url = f"{echo.url}/emulator/capacity"
+    yield url
+    requests.post(url, json={}, timeout=10)
+
+
+def test_capacity_refuses_beyond_quota_and_stocks_out_beyond_stock(
+    echo: Any, capacity: str
+) -> None:
+    from google.api_core import exceptions
+
+    parent = f"projects/{PROJECT}/locations/{CAPACITY_REGION}"
+
+    def deploy(name: str) -> requests.Response:
+        return requests.post(
+            f"{echo.url}/v1beta1/{parent}:deploy?$alt=json;enum-encoding=int",
+            json=sdk_deploy_body(ECHO_URI, name, name),
+            timeout=30,
+        )
+
+    table = {CAPACITY_REGION: {"NVIDIA_L4": {"quota": 1, "stock": 1}}}
+    assert requests.post(capacity, json=table, timeout=10).json()["capacity"] == table
+    first = deploy("cap-a")
+    assert "error" not in wait_operation(echo.url, first.json()["name"], 30)
+    in_use = requests.get(capacity, timeout=10).json()["in_use"]
+    assert in_use[CAPACITY_REGION] == {"NVIDIA_L4": 1}  # other tests' GPUs count in LOCATION
+
+    refused = deploy("cap-b")
+    error = exceptions.from_http_response(refused)
+    assert isinstance(error, exceptions.TooManyRequests)
+    assert "aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus" in error.message
+    assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert "cap-b" not in json.dumps(echo.registry.snapshot()["endpoints"])  # nothing created
+
+    table[CAPACITY_REGION]["NVIDIA_L4"]["quota"] = 2  # quota left, but no stock
+    requests.post(capacity, json=table, timeout=10)
+    accepted = deploy("cap-b")
+    assert accepted.status_code == 200, accepted.text
+    operation = wait_operation(echo.url, accepted.json()["name"], 30)
+    assert operation["error"] == {
+        "code": 8,
+        "message": f"Resources are insufficient in region: {CAPACITY_REGION}.",
+    }
+    assert requests.delete(f"{echo.url}/v1beta1/{parent}/endpoints/cap-b", timeout=10).ok
+
+    endpoint = requests.get(f"{echo.url}/v1beta1/{parent}/endpoints/cap-a", timeout=10).json()
+    undeploy = requests.post(
+        f"{echo.url}/v1beta1/{endpoint['name']}:undeployModel",
+        json={"deployedModelId": endpoint["deployedModels"][0]["id"]},
+        timeout=10,
+    )
+    assert "error" not in wait_operation(echo.url, undeploy.json()["name"], 30)
+    state = requests.get(f"{echo.url}/emulator/state", timeout=10).json()
+    assert state["capacity"] == table and CAPACITY_REGION not in state["capacity_in_use"]
+    assert deploy("cap-c").status_code == 200  # the freed GPU is in stock again
+
+    bad = requests.post(capacity, json={CAPACITY_REGION: {"NVIDIA_L4": {"quota": -1}}})
+    assert bad.status_code == 400 and "whole number" in bad.json()["error"]["message"]
+
+
+def test_sdk_recommend_spec_answers_from_the_table(echo: Any, capacity: str) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1beta1 as v1beta1
+
+    requests.post(capacity, json={CAPACITY_REGION: {"NVIDIA_L4": {"quota": 0}}}, timeout=10)
+    client = v1beta1.ModelServiceClient(
+        transport="rest",
+        client_options={"api_endpoint": echo.url},
+        credentials=AnonymousCredentials(),
+    )
+    response = client.recommend_spec(
+        request=v1beta1.RecommendSpecRequest(
+            parent=PARENT, gcs_uri=ECHO_URI, check_machine_availability=True, check_user_quota=True
+        )
+    )
+    state = v1beta1.RecommendSpecResponse.Recommendation.QuotaState
+    seen = {
+        (r.region, r.spec.machine_spec.machine_type): r.user_quota_state
+        for r in response.recommendations
+    }
+    assert response.recommendations[0].region == LOCATION
+    assert seen[(LOCATION, "g2-standard-12")] == state.QUOTA_STATE_USER_HAS_QUOTA
+    assert seen[(CAPACITY_REGION, "g2-standard-12")] == state.QUOTA_STATE_NO_USER_QUOTA
+    assert seen[(CAPACITY_REGION, "a3-highgpu-1g")] == state.QUOTA_STATE_USER_HAS_QUOTA
+
+
 # the emulator as a process: engines die with it, even on SIGKILL
 @serving_test
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])

@@ -12,6 +12,7 @@ GPU. Modules:
 - engines, echo: the model servers (processes, process groups, logs) and the echo aid
 - translate, proxy: query bodies to the engine and back (SSE passed through)
 - faults: injected errors (MODELDROP_VERTEX_FAULTS, /emulator/faults)
+- capacity: GPU quota and stock per region (--capacity, /emulator/capacity), :recommendSpec
 - control: deploy/undeploy/delete orchestration; server: the routes
 - tls: the local CA and the server certificate; emulator: VertexEmulator (both ports), serve()
 

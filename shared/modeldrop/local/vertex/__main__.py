@@ -1,5 +1,5 @@
 """`python -m modeldrop.local.vertex --host 127.0.0.1 --port 8090 [--tls-port P] [--engine ...]
-[--cache DIR] [--ca-dir DIR]`."""
+[--cache DIR] [--ca-dir DIR] [--capacity FILE]`."""
 
 from __future__ import annotations
 
@@ -36,14 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=".modeldrop",
         help="where the CA of the TLS port is kept, as vertex-ca.pem (default: .modeldrop)",
     )
+    parser.add_argument(
+        "--capacity",
+        default=None,
+        metavar="FILE",
+        help='GPU capacity JSON, {"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N}}} '
+        "(missing: unlimited; replace at run time with POST /emulator/capacity)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from modeldrop.local.vertex.capacity import load_capacity
     from modeldrop.local.vertex.emulator import serve
     from modeldrop.local.vertex.engines import EngineError
 
     try:
-        serve(args.host, args.port, args.engine, args.cache, args.tls_port, args.ca_dir)
+        capacity = load_capacity(args.capacity) if args.capacity else None
+    except (OSError, ValueError) as exc:
+        print(f"modeldrop: error: --capacity {args.capacity}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(args.host, args.port, args.engine, args.cache, args.tls_port, args.ca_dir, capacity)
     except (EngineError, ValueError) as exc:  # no engine here, or a bad MODELDROP_VERTEX_FAULTS
         print(f"modeldrop: error: {exc}", file=sys.stderr)
         return 2

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from modeldrop.adapters.gcs_folder import GcsFolder
 from modeldrop.domain.folder import FileInfo
+from modeldrop.local.vertex.capacity import STOCK_DELAY_S, Capacity, Grant, stockout_error
 from modeldrop.local.vertex.checks import DeploySpec, check_deploy_request, check_endpoint_update
 from modeldrop.local.vertex.engines import (
     Engine,
@@ -40,8 +42,10 @@ class ControlPlane:
         engine: str = "auto",
         cache_dir: Path | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
+        capacity: Capacity | None = None,
     ) -> None:
         self.registry = registry
+        self.capacity = capacity or Capacity()
         self.engine_kind = engine
         try:
             self.engine_kind = resolve_kind(engine)
@@ -53,6 +57,7 @@ class ControlPlane:
         self.ready_timeout = ready_timeout
         self._engines: dict[str, dict[str, Engine]] = {}  # endpoint -> deployed model id -> engine
         self._starting: set[Engine] = set()
+        self._grants: dict[tuple[str, str], Grant] = {}  # (endpoint, deployed model id) -> GPUs
         self._lock = threading.Lock()
         self._closed = False
 
@@ -62,21 +67,38 @@ class ControlPlane:
         if spec.ignored:
             log.info("deploy: %s accepted but not emulated", ", ".join(spec.ignored))
         folder, files = list_model_folder(spec.gcs_uri)
-        start = self.registry.start_deploy(spec)
+        machine = spec.machine
+        # the replicas that start hold GPUs (the emulator runs one engine whatever the count)
+        grant = self.capacity.acquire(
+            spec.location, machine.accelerator_type, machine.accelerator_count * spec.min_replicas
+        )
+        try:
+            start = self.registry.start_deploy(spec)
+        except RpcError:
+            self.capacity.release(grant)
+            raise
         log.info("deploy %s: %s -> %s", start.operation.name, spec.gcs_uri, start.endpoint)
         threading.Thread(
             target=self._deploy,
-            args=(start, spec, folder, files),
+            args=(start, spec, folder, files, grant),
             name=f"deploy-{start.model_id}",
             daemon=True,
         ).start()
         return self.registry.operation(start.operation.name)
 
     def _deploy(
-        self, start: DeployStart, spec: DeploySpec, folder: GcsFolder, files: list[FileInfo]
+        self,
+        start: DeployStart,
+        spec: DeploySpec,
+        folder: GcsFolder,
+        files: list[FileInfo],
+        grant: Grant,
     ) -> None:
         engine: Engine | None = None
         try:
+            if not grant.in_stock:
+                time.sleep(STOCK_DELAY_S)
+                raise stockout_error(grant.region)
             local = fetch(folder, files, self.cache_dir)
             engine = create_engine(self.engine_kind, local, start.model_id, self.cache_dir / "logs")
             with self._lock:
@@ -91,6 +113,7 @@ class ControlPlane:
                     raise RpcError("The emulator is shutting down.", http_status=503)
                 deployed_id = self.registry.finish_deploy(start, spec)
                 self._engines.setdefault(start.endpoint, {})[deployed_id] = engine
+                self._grants[(start.endpoint, deployed_id)] = grant
             log.info("deploy %s: ready (%s, %s)", start.operation.name, engine.kind, engine.url)
             return
         except EngineUnavailable as exc:  # this machine's fault, not the model's
@@ -109,6 +132,7 @@ class ControlPlane:
             engine.stop()
             with self._lock:
                 self._starting.discard(engine)
+        self.capacity.release(grant)  # a failed deploy holds no GPUs
         self.registry.fail_deploy(start, error)
 
     # undeploy and delete
@@ -121,6 +145,9 @@ class ControlPlane:
         with self._lock:
             self.registry.remove_deployed_model(endpoint, deployed_id)
             engine = self._engines.get(endpoint, {}).pop(deployed_id, None)
+            grant = self._grants.pop((endpoint, deployed_id), None)
+        if grant is not None:
+            self.capacity.release(grant)
         operation = self.registry.new_operation(endpoint, "UndeployModelOperationMetadata", {})
 
         def stop() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from modeldrop.local.vertex.capacity import Capacity, Table
 from modeldrop.local.vertex.control import ControlPlane
 from modeldrop.local.vertex.faults import ENV_VAR, FaultInjector, parse_faults
 from modeldrop.local.vertex.proxy import EngineClient
@@ -82,13 +83,18 @@ class VertexEmulator:
         quiet: bool = True,
         tls_port: int = 0,
         ca_dir: Path | str = DEFAULT_DIR,
+        capacity: Table | None = None,
     ) -> None:
         spec = faults if faults is not None else os.environ.get(ENV_VAR, "")
         self.faults = FaultInjector(parse_faults(spec))
         self.registry = Registry(dns="")
         options = {"ready_timeout": ready_timeout} if ready_timeout else {}
         self.control = ControlPlane(
-            self.registry, engine, Path(cache_dir) if cache_dir else None, **options
+            self.registry,
+            engine,
+            Path(cache_dir) if cache_dir else None,
+            capacity=Capacity(capacity),
+            **options,
         )
         self.client = EngineClient()
         self.app = create_app(self.control, self.faults, self.client)
@@ -153,11 +159,19 @@ def serve(
     cache_dir: Path | str | None = None,
     tls_port: int = 0,
     ca_dir: Path | str = DEFAULT_DIR,
+    capacity: Table | None = None,
 ) -> None:
     """Run the emulator until SIGINT or SIGTERM; engines stop with it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     emulator = VertexEmulator(
-        host, port, engine, cache_dir, quiet=False, tls_port=tls_port, ca_dir=ca_dir
+        host,
+        port,
+        engine,
+        cache_dir,
+        quiet=False,
+        tls_port=tls_port,
+        ca_dir=ca_dir,
+        capacity=capacity,
     )
     atexit.register(emulator.stop)
     stop = threading.Event()

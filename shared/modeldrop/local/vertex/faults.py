@@ -106,12 +106,12 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
         )
     if status == 429:
         if route == "deploy":
-            quota = f"aiplatform.googleapis.com/{serving_quota(accelerator)}"
-            message = (
-                f"Quota exceeded for {quota}: the deploy needs more GPUs than the region's "
-                "remaining quota. Request a quota increase or pick a smaller machine."
+            return serving_quota_error(
+                accelerator,
+                "the deploy needs more GPUs than the region's remaining quota. Request a quota "
+                "increase or pick a smaller machine.",
             )
-        elif route == "query":
+        if route == "query":
             quota = "aiplatform.googleapis.com/online_prediction_requests_per_base_model"
             message = f"Quota exceeded for {quota}. Retry with backoff."
         else:
@@ -132,6 +132,16 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
         504: "Deadline expired before operation could complete.",
     }
     return RpcError(f"{messages[status]} (injected fault)", http_status=status)
+
+
+def serving_quota_error(accelerator: str | None, reason: str) -> RpcError:
+    """429 RESOURCE_EXHAUSTED naming the serving GPU quota metric a deploy exceeds."""
+    quota = f"aiplatform.googleapis.com/{serving_quota(accelerator)}"
+    return RpcError(
+        f"Quota exceeded for {quota}: {reason}",
+        http_status=429,
+        details=[error_info("RATE_LIMIT_EXCEEDED", {"quota": quota})],
+    )
 
 
 def serving_quota(accelerator: str | None) -> str:

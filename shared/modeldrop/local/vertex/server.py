@@ -3,8 +3,9 @@
 Control plane (as the v1beta1 REST transport calls it): `:deploy`, operations under /ui and
 /v1beta1, endpoints GET/PATCH/DELETE, `:undeployModel`, models GET/DELETE. Dedicated-endpoint
 queries (clients reach them at https://{dedicatedEndpointDns}, the emulator's TLS port):
-`/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`. Admin: /emulator/state and
-/emulator/faults. Every route answers on both ports; `emulator.VertexEmulator` serves them.
+`/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`. ModelService `:recommendSpec`
+answers from the capacity table. Admin: /emulator/state, /emulator/faults, /emulator/capacity.
+Every route answers on both ports; `emulator.VertexEmulator` serves them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from modeldrop.domain.deployment import endpoint_name, location_name
 from modeldrop.local.vertex import translate
+from modeldrop.local.vertex.capacity import parse_capacity, recommend_spec
 from modeldrop.local.vertex.checks import requested_accelerator
 from modeldrop.local.vertex.control import ControlPlane
 from modeldrop.local.vertex.engines import Engine
@@ -46,6 +48,11 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         body = _json_body()
         faults.call("deploy", location_name(project, location), requested_accelerator(body))
         return control.deploy(project, location, body)
+
+    @app.post(f"/v1beta1/{LOC}:recommendSpec")
+    def recommend(project: str, location: str) -> Any:
+        numbers = "enum-encoding=int" in request.args.get("$alt", "")
+        return recommend_spec(control.capacity, location, _json_body(), numbers)
 
     @app.get(f"/{OPS}/{LOC}/operations/<operation>")
     @app.get(f"/{OPS}/{LOC}/endpoints/<endpoint>/operations/<operation>")
@@ -134,8 +141,22 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
             **registry.snapshot(),
             "engines": control.engines(),
             "engine_kind": control.engine_kind,
+            "capacity": control.capacity.table(),
+            "capacity_in_use": control.capacity.in_use(),
             **faults.report(),
         }
+
+    @app.get("/emulator/capacity")
+    def get_capacity() -> Any:
+        return {"capacity": control.capacity.table(), "in_use": control.capacity.in_use()}
+
+    @app.post("/emulator/capacity")
+    def replace_capacity() -> Any:
+        try:
+            control.capacity.replace(parse_capacity(_json_body()))
+        except ValueError as exc:
+            raise invalid(str(exc)) from exc
+        return get_capacity()
 
     @app.get("/emulator/faults")
     def list_faults() -> Any:
