@@ -346,3 +346,56 @@ def test_failed_operation_reports_the_engine_error(echo, gcs, tmp_path):
     with pytest.raises(DeployError) as caught:
         deployer.deploy(missing)
     assert not caught.value.retryable and "not-uploaded" in caught.value.message
+
+
+# capacity: the emulator's quota, stockouts and RecommendSpec through the adapter
+SCARCE: dict[str, Any] = {"europe-west4": {"NVIDIA_L4": {"quota": 0}}, "us-central1": {}}
+
+
+@pytest.fixture
+def scarce(gcs, tmp_path):
+    """The echo emulator with no L4 quota in europe-west4 (and none of its limits elsewhere)."""
+    folder = tmp_path / "echo-scarce"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    upload_folder(gcs.client, folder, "models/echo-scarce")
+    cache = tmp_path / "cache"
+    with VertexEmulator(
+        engine="echo", cache_dir=cache, faults="", ca_dir=cache, capacity=SCARCE
+    ) as e:
+        yield e
+
+
+def test_recommend_spec_reports_quota_per_region(scarce):
+    deployer = VertexDeployer(settings_for(scarce))
+    for region in ("europe-west4", "us-central1"):
+        found = deployer.recommend_spec(f"gs://{BUCKET}/models/echo-scarce", region)
+        assert found[0].region == region
+        quota = {(r.region, r.machine_spec["machine_type"]): r.has_quota for r in found}
+        assert quota[("europe-west4", "g2-standard-12")] is False
+        assert quota[("us-central1", "g2-standard-12")] is True
+        l4 = next(r for r in found if r.machine_spec["machine_type"] == "g2-standard-12")
+        assert l4.machine_spec == MACHINE and l4.base_model == ""
+    elsewhere = replace(settings_for(scarce), vertex_api_endpoint=f"{scarce.url}/nowhere")
+    with pytest.raises(DeployError) as caught:  # not offered: the caller uses the catalog
+        VertexDeployer(elsewhere).recommend_spec(f"gs://{BUCKET}/models/echo-scarce", "x1")
+    assert caught.value.code == "VERTEX_NOT_FOUND" and caught.value.capacity is None
+
+
+def test_quota_refusal_and_stockout_say_why(scarce):
+    deployer = VertexDeployer(settings_for(scarce))
+    capacity = f"{scarce.url}/emulator/capacity"
+    requests.post(capacity, json={"us-central1": {"NVIDIA_L4": {"quota": 0}}}, timeout=10)
+    with pytest.raises(DeployError) as caught:
+        deployer.deploy(record("models/echo-scarce"))
+    refused = caught.value
+    assert (refused.code, refused.capacity, refused.retryable) == (
+        "VERTEX_QUOTA",
+        "no_quota",
+        False,
+    )
+    assert "custom_model_serving_nvidia_l4_gpus" in refused.hint
+    requests.post(capacity, json={"us-central1": {"NVIDIA_L4": {"stock": 0}}}, timeout=10)
+    status = wait_done(deployer, deployer.deploy(record("models/echo-scarce")).operation, 60)
+    assert status.error and status.error["code"] == "VERTEX_STOCKOUT"
+    assert "us-central1" in status.error["hint"]

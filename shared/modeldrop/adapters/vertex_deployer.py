@@ -10,15 +10,32 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+import requests
+
 from modeldrop.adapters.vertex_errors import classify, status_name
 from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest, api_host
 from modeldrop.domain.deployment import Deployment, endpoint_name, location_name
-from modeldrop.service.ports import DeployError, DeployStarted, EndpointInfo, OperationStatus
+from modeldrop.service.ports import (
+    DeployError,
+    DeployStarted,
+    EndpointInfo,
+    OperationStatus,
+    Recommendation,
+)
 from modeldrop.settings import Settings
 
 # "The name can be up to 128 characters long and can consist of any UTF-8 characters"
 # (aiplatform_v1beta1 types/endpoint.py and types/model.py, display_name).
 DISPLAY_NAME_CHARS = 128
+# RecommendSpecResponse.Recommendation.QuotaState, by name and by number (REST JSON has either).
+QUOTA_STATES: dict[str | int, bool | None] = {
+    "QUOTA_STATE_UNSPECIFIED": None,
+    "QUOTA_STATE_USER_HAS_QUOTA": True,
+    "QUOTA_STATE_NO_USER_QUOTA": False,
+    0: None,
+    1: True,
+    2: False,
+}
 
 
 def deploy_request(
@@ -79,6 +96,7 @@ class VertexDeployer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._rest = VertexRest(settings)
+        self._regional: dict[str, VertexRest] = {settings.region: self._rest}
 
     @cached_property
     def _sdk(self) -> Any:
@@ -180,6 +198,54 @@ class VertexDeployer:
             if exc.code != "VERTEX_FAILED_PRECONDITION":  # an undeploy already under way
                 raise
         return self.describe_endpoint(endpoint) is None
+
+    def recommend_spec(self, gcs_uri: str, region: str) -> list[Recommendation]:
+        """ModelService.RecommendSpec in `region`, machine availability and user quota checked.
+
+        Raises DeployError when the call fails or the region does not offer it.
+        """
+        rest = self._regional.setdefault(region, VertexRest(self.settings, region))
+        body = {"gcsUri": gcs_uri, "checkMachineAvailability": True, "checkUserQuota": True}
+        try:
+            found = rest.call(
+                "POST", f"{location_name(self.settings.project, region)}:recommendSpec", body
+            )
+        except NotFoundError as exc:
+            raise DeployError(
+                f"Vertex AI offers no RecommendSpec in {region}.",
+                "The region or API version does not have the call; the catalog's machines apply.",
+                code="VERTEX_NOT_FOUND",
+            ) from exc
+        except (requests.RequestException, ValueError) as exc:
+            raise DeployError(
+                f"RecommendSpec in {region} failed: {exc}",
+                "Vertex AI could not be reached or answered no JSON; the catalog's machines apply.",
+                code="VERTEX_UNREACHABLE",
+                retryable=True,
+            ) from exc
+        return [
+            Recommendation(
+                region=r.get("region", region),
+                machine_spec=machine_spec(r.get("spec", {}).get("machineSpec", {})),
+                has_quota=QUOTA_STATES.get(r.get("userQuotaState", 0)),
+                base_model=found.get("baseModel", ""),
+            )
+            for r in found.get("recommendations", [])
+        ]
+
+
+def machine_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A REST MachineSpec as {machine_type, accelerator_type (its name), accelerator_count}."""
+    accelerator = spec.get("acceleratorType", "ACCELERATOR_TYPE_UNSPECIFIED")
+    if isinstance(accelerator, int):
+        from google.cloud.aiplatform_v1beta1.types import accelerator_type
+
+        accelerator = accelerator_type.AcceleratorType(accelerator).name
+    return {
+        "machine_type": spec.get("machineType", ""),
+        "accelerator_type": accelerator,
+        "accelerator_count": int(spec.get("acceleratorCount", 0)),
+    }
 
 
 def classify_rpc_status(code: int, message: str, region: str) -> dict[str, str]:

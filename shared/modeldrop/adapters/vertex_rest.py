@@ -21,9 +21,10 @@ class NotFoundError(LookupError):
     """The resource does not exist."""
 
 
-def api_host(settings: Settings) -> str:
-    """The Vertex AI API endpoint: the regional Google host, or the override (the emulator)."""
-    return settings.vertex_api_endpoint or f"{settings.region}-aiplatform.googleapis.com"
+def api_host(settings: Settings, region: str | None = None) -> str:
+    """The Vertex AI API endpoint: the regional Google host (of `region`, default the settings'
+    region), or the override (the emulator, which serves every region)."""
+    return settings.vertex_api_endpoint or f"{region or settings.region}-aiplatform.googleapis.com"
 
 
 def google_session(anonymous: bool) -> requests.Session:
@@ -39,11 +40,13 @@ def google_session(anonymous: bool) -> requests.Session:
 
 
 class VertexRest:
-    """JSON over HTTP to `{api endpoint}/v1beta1/...` with Google credentials (or none)."""
+    """JSON over HTTP to `{api endpoint}/v1beta1/...` with Google credentials (or none), on the
+    host of `region` (default the settings' region)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, region: str | None = None) -> None:
         self.settings = settings
-        endpoint = api_host(settings)
+        self.region = region or settings.region
+        endpoint = api_host(settings, self.region)
         self.base = endpoint if "://" in endpoint else f"https://{endpoint}"
 
     @cached_property
@@ -66,5 +69,5 @@ class VertexRest:
         if response.status_code == 404:
             raise NotFoundError(resource)
         if response.status_code >= 400:
-            raise classify(exceptions.from_http_response(response), self.settings.region)
+            raise classify(exceptions.from_http_response(response), self.region)
         return response.json() if response.content else {}

@@ -71,15 +71,23 @@ class WorkQueue(Protocol):
 
 
 class DeployError(ModeldropError):
-    """A Vertex AI call failed. `retryable` errors are worth trying again later."""
+    """A Vertex AI call failed. `retryable` errors are worth trying again later; `capacity` says
+    why a deploy cannot land here ("no_quota", "stockout", "unavailable": the machine or
+    accelerator is not offered), so another candidate should be tried; None for other errors."""
 
     code = "VERTEX_ERROR"
 
     def __init__(
-        self, message: str, hint: str = "", code: str | None = None, retryable: bool = False
+        self,
+        message: str,
+        hint: str = "",
+        code: str | None = None,
+        retryable: bool = False,
+        capacity: str | None = None,
     ) -> None:
         super().__init__(message, hint, code)
         self.retryable = retryable
+        self.capacity = capacity
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,16 @@ class EndpointInfo:
         return bool(self.deployed_model_ids)
 
 
+@dataclass(frozen=True)
+class Recommendation:
+    """A machine RecommendSpec offers for a model folder in a region."""
+
+    region: str
+    machine_spec: dict[str, Any]  # {machine_type, accelerator_type, accelerator_count}
+    has_quota: bool | None  # None: quota not checked (QUOTA_STATE_UNSPECIFIED)
+    base_model: str = ""  # the base model Vertex AI infers for the folder ("" when none)
+
+
 class Deployer(Protocol):
     """Vertex AI Model Garden: deploy custom weights, watch, undeploy."""
 
@@ -125,6 +143,11 @@ class Deployer(Protocol):
 
     def undeploy(self, endpoint: str) -> bool:
         """One step towards deleting the endpoint; True once it is gone (safe to repeat)."""
+        ...
+
+    def recommend_spec(self, gcs_uri: str, region: str) -> list[Recommendation]:
+        """RecommendSpec in `region` (machine availability and user quota checked); raises
+        DeployError when the call fails or is not offered there."""
         ...
 
 

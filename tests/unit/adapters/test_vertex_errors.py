@@ -8,6 +8,7 @@ import pytest
 import requests
 from google.api_core import exceptions
 
+from modeldrop.adapters.vertex_deployer import classify_rpc_status
 from modeldrop.adapters.vertex_errors import classify, status_name
 
 
@@ -62,3 +63,67 @@ def test_status_from_rest_body_and_http_fallback():
     bare._content = b"not json"
     bare.request = requests.Request("GET", "http://x").prepare()
     assert status_name(exceptions.from_http_response(bare)) == "ALREADY_EXISTS"
+
+
+# Recorded shapes (reference/vertex_errors.md): the serving metric follows the console's naming.
+SERVING_QUOTA = (
+    "The following quota metrics exceed quota limits: "
+    "aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus"
+)
+TRAINING_QUOTA = SERVING_QUOTA.replace("serving", "training")
+STOCKOUT = "Resources are insufficient in region: us-central1."
+COMPUTE_STOCKOUT = (
+    "The region us-central1 does not have enough resources available to fulfill the request. "
+    "Please try again later."
+)
+MISMATCH = 'Accelerator "NVIDIA_TESLA_K80" is not supported for machine type "n1-standard-4"'
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "capacity", "retryable"),
+    [
+        (rest_error(429, "RESOURCE_EXHAUSTED", SERVING_QUOTA), "VERTEX_QUOTA", "no_quota", False),
+        (rest_error(429, "RESOURCE_EXHAUSTED", QUOTA), "VERTEX_QUOTA", "no_quota", False),
+        (rest_error(429, "RESOURCE_EXHAUSTED", TRAINING_QUOTA), "VERTEX_QUOTA", None, False),
+        (
+            rest_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for online_prediction_requests"),
+            "VERTEX_RATE_LIMITED",
+            None,
+            True,
+        ),
+        (exceptions.from_grpc_status(8, STOCKOUT), "VERTEX_STOCKOUT", "stockout", False),
+        (exceptions.from_grpc_status(13, STOCKOUT), "VERTEX_STOCKOUT", "stockout", False),
+        (exceptions.from_grpc_status(9, COMPUTE_STOCKOUT), "VERTEX_STOCKOUT", "stockout", False),
+        (rest_error(400, "INVALID_ARGUMENT", MISMATCH), "VERTEX_NOT_OFFERED", "unavailable", False),
+        (
+            rest_error(400, "INVALID_ARGUMENT", "a3-highgpu-1g is not supported in region x1"),
+            "VERTEX_NOT_OFFERED",
+            "unavailable",
+            False,
+        ),
+        (
+            rest_error(400, "INVALID_ARGUMENT", "Machine type 'x9' is not supported for deploying"),
+            "VERTEX_INVALID_ARGUMENT",
+            None,
+            False,
+        ),
+        (rest_error(503, "UNAVAILABLE", "try later"), "VERTEX_UNAVAILABLE", None, True),
+    ],
+)
+def test_capacity_classification(error, code, capacity, retryable):
+    classified = classify(error, "us-central1")
+    assert (classified.code, classified.capacity, classified.retryable) == (
+        code,
+        capacity,
+        retryable,
+    )
+    assert classified.hint
+
+
+def test_capacity_hints_name_the_quota_or_the_region():
+    quota = classify(rest_error(429, "RESOURCE_EXHAUSTED", SERVING_QUOTA), "europe-west4")
+    assert "aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus" in quota.hint
+    assert "europe-west4" in quota.hint
+    stockout = classify_rpc_status(8, STOCKOUT, "us-east5")
+    assert stockout["code"] == "VERTEX_STOCKOUT" and "us-east5" in stockout["hint"]
+    assert STOCKOUT in stockout["message"]

@@ -20,6 +20,7 @@ from modeldrop.service.ports import (
     DeployStarted,
     EndpointInfo,
     OperationStatus,
+    Recommendation,
     RecordTooLarge,
 )
 from modeldrop.settings import Settings
@@ -118,6 +119,9 @@ class FakeDeployer:
     failures: list[DeployError] = field(default_factory=list)
     poll_failures: list[DeployError] = field(default_factory=list)  # raised by operation_status
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    # RecommendSpec's answer per region; a region without one is not offered (DeployError)
+    recommendations: dict[str, list[Recommendation]] = field(default_factory=dict)
+    recommend_calls: list[tuple[str, str]] = field(default_factory=list)  # (gcs_uri, region)
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
         self.deploy_calls.append(deployment.id)
@@ -161,6 +165,16 @@ class FakeDeployer:
     def undeploy(self, endpoint: str) -> bool:
         self.endpoints.pop(endpoint, None)
         return True
+
+    def recommend_spec(self, gcs_uri: str, region: str) -> list[Recommendation]:
+        self.recommend_calls.append((gcs_uri, region))
+        if region not in self.recommendations:
+            raise DeployError(
+                f"Vertex AI offers no RecommendSpec in {region}.",
+                "The region or API version does not have the call; the catalog's machines apply.",
+                code="VERTEX_NOT_FOUND",
+            )
+        return self.recommendations[region]
 
 
 class FakeEndpoints:
