@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modeldrop.domain.findings import Verdict
@@ -173,6 +174,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
         completion_mode=args.completion_mode,
         base_policy=args.policy,
         engine=args.engine,
+        vertex_capacity=args.vertex_capacity,
     )
 
 
@@ -210,6 +212,13 @@ def _add_stack(commands: argparse._SubParsersAction) -> None:
             choices=["auto", "transformers", "vllm", "echo"],
             default="auto",
             help="the Vertex emulator's engine",
+        )
+        command.add_argument(
+            "--vertex-capacity",
+            type=Path,
+            metavar="FILE",
+            help='the Vertex emulator\'s GPU capacity, {"REGION": {"ACCELERATOR_TYPE": '
+            '{"quota": N, "stock": N}}} (missing entries: unlimited)',
         )
         command.set_defaults(run=run)
 

@@ -14,12 +14,13 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modeldrop.bundle import project_root
-from modeldrop.errors import ModeldropError
+from modeldrop.errors import ModeldropError, UsageError
 from modeldrop.local.bridge import Bridge
 from modeldrop.local.emulators import (
     DEFAULT_PROJECT,
@@ -28,6 +29,7 @@ from modeldrop.local.emulators import (
     LocalEmulators,
     free_port,
 )
+from modeldrop.local.vertex.capacity import load_capacity
 from modeldrop.local.vertex.tls import CA_FILE
 
 GCS_TOPIC = "modeldrop-gcs-notifications"
@@ -55,6 +57,13 @@ def functions_dir() -> Path:
     return folder
 
 
+def function_env(environ: Mapping[str, str], stack: Mapping[str, str]) -> dict[str, str]:
+    """The functions' environment: every MODELDROP_* variable of `environ`, then the stack's
+    own values, which win (the functions always talk to the emulators)."""
+    passed = {name: value for name, value in environ.items() if name.startswith("MODELDROP_")}
+    return passed | dict(stack)
+
+
 @dataclass
 class StackConfig:
     project: str = DEFAULT_PROJECT
@@ -71,6 +80,21 @@ class StackConfig:
     state_dir: Path = Path(".modeldrop")
     lease_seconds: float = 30.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    vertex_capacity: Path | None = None  # the Vertex emulator's GPU capacity table (JSON)
+
+    def __post_init__(self) -> None:
+        """A capacity file that is missing or bad is a usage error, before anything starts."""
+        if self.vertex_capacity is None:
+            return
+        self.vertex_capacity = Path(self.vertex_capacity).resolve()
+        try:
+            load_capacity(self.vertex_capacity)
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"--vertex-capacity {self.vertex_capacity}: {exc}",
+                'Give a JSON file shaped {"REGION": {"ACCELERATOR_TYPE": {"quota": N, '
+                '"stock": N}}}, such as {"us-central1": {"NVIDIA_L4": {"quota": 0}}}.',
+            ) from exc
 
 
 class LocalStack:
@@ -89,26 +113,30 @@ class LocalStack:
     # -- what the functions and clients are told ------------------------------------------
     @property
     def env(self) -> dict[str, str]:
-        """Environment for the functions: emulator hosts and every modeldrop setting."""
+        """Environment for the functions: this process's MODELDROP_* variables, overridden by
+        the emulator hosts and every setting of the stack."""
         c = self.config
-        return {
-            **self.emulators.env,
-            "GOOGLE_CLOUD_PROJECT": c.project,
-            "MODELDROP_BUCKET": c.bucket,
-            "MODELDROP_ROOT_PREFIX": c.root_prefix,
-            "MODELDROP_REGION": c.region,
-            "MODELDROP_SETTLE_SECONDS": str(c.settle_seconds),
-            "MODELDROP_COMPLETION_MODE": c.completion_mode,
-            "MODELDROP_BASE_POLICY": c.base_policy,
-            "MODELDROP_VALIDATED_TOPIC": c.validated_topic,
-            "MODELDROP_EVENTS_TOPIC": c.events_topic,
-            "MODELDROP_LEASE_SECONDS": str(c.lease_seconds),
-            "MODELDROP_VERTEX_API_ENDPOINT": self.urls.get("vertex", ""),
-            "MODELDROP_VERTEX_ANONYMOUS": "true",
-            "REQUESTS_CA_BUNDLE": str(self.vertex_ca),
-            "PYTHONUNBUFFERED": "1",
-            **c.extra_env,
-        }
+        return function_env(
+            os.environ,
+            {
+                **self.emulators.env,
+                "GOOGLE_CLOUD_PROJECT": c.project,
+                "MODELDROP_BUCKET": c.bucket,
+                "MODELDROP_ROOT_PREFIX": c.root_prefix,
+                "MODELDROP_REGION": c.region,
+                "MODELDROP_SETTLE_SECONDS": str(c.settle_seconds),
+                "MODELDROP_COMPLETION_MODE": c.completion_mode,
+                "MODELDROP_BASE_POLICY": c.base_policy,
+                "MODELDROP_VALIDATED_TOPIC": c.validated_topic,
+                "MODELDROP_EVENTS_TOPIC": c.events_topic,
+                "MODELDROP_LEASE_SECONDS": str(c.lease_seconds),
+                "MODELDROP_VERTEX_API_ENDPOINT": self.urls.get("vertex", ""),
+                "MODELDROP_VERTEX_ANONYMOUS": "true",
+                "REQUESTS_CA_BUNDLE": str(self.vertex_ca),
+                "PYTHONUNBUFFERED": "1",
+                **c.extra_env,
+            },
+        )
 
     def connection(self) -> dict[str, Any]:
         """What clients need (written to .modeldrop/stack.json)."""
@@ -125,7 +153,11 @@ class LocalStack:
             "vertex_url": self.urls["vertex"],
             "vertex_ca": str(self.vertex_ca),
             "functions": {name: self.urls[name] for name in FUNCTIONS},
-            "settings": {k: v for k, v in asdict(self.config).items() if k != "state_dir"},
+            "settings": {
+                k: str(v) if isinstance(v, Path) else v
+                for k, v in asdict(self.config).items()
+                if k != "state_dir"
+            },
         }
 
     # -- start and stop -------------------------------------------------------------------
@@ -185,6 +217,8 @@ class LocalStack:
             "--ca-dir",
             str(self.vertex_ca.parent),
         ]
+        if self.config.vertex_capacity:
+            cmd += ["--capacity", str(self.config.vertex_capacity)]
         process = Emulator(
             "vertex",
             cmd,
