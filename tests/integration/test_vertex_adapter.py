@@ -329,6 +329,19 @@ def test_fault_mode_errors_map_to_retryable_or_permanent_with_hints(
     assert started.operation
 
 
+def test_a_retried_deploy_finds_its_operation_in_the_list(echo):
+    deployer = VertexDeployer(settings_for(echo))
+    d, other = record("models/echo-adapter"), record("models/echo-adapter", id="other")
+    started = deployer.deploy(d)
+    assert deployer.deploy(d).operation is None  # ALREADY_EXISTS: the retry has no operation
+    assert deployer.find_deploy_operation(d) == started.operation
+    assert deployer.find_deploy_operation(other) is None
+    location = f"{echo.url}/v1beta1/projects/modeldrop-local/locations/us-central1"
+    page = requests.get(f"{location}/operations", params={"pageSize": 1}, timeout=10).json()
+    assert [o["name"] for o in page["operations"]] == [started.operation]
+    assert "nextPageToken" not in page
+
+
 def test_invalid_request_passes_the_reason(echo):
     deployer = VertexDeployer(settings_for(echo))
     d = record("models/echo-adapter", machine={**MACHINE, "machine_type": "x9-giant"})

@@ -162,6 +162,33 @@ class VertexDeployer:
             done=True, endpoint=response.get("endpoint"), model=response.get("model")
         )
 
+    def find_deploy_operation(self, deployment: Deployment) -> str | None:
+        """The newest Deploy operation of the deployment's endpoint in the location, or None.
+
+        GET /v1beta1/{name=projects/*/locations/*}/operations: ListOperations as the v1beta1
+        REST transport maps it (aiplatform_v1beta1 services/model_garden_service/transports/
+        rest_base.py, _BaseListOperations). ListOperationsRequest has a `filter`, but Vertex AI
+        documents no fields for it, so every page is read and matched here (deploy_of).
+        """
+        location = location_name(self.settings.project, self.settings.region)
+        found: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        while True:
+            try:
+                page = self._rest.call("GET", f"{location}/operations", params=params)
+            except NotFoundError:
+                return None
+            found += [o for o in page.get("operations", []) if deploy_of(o, deployment)]
+            if not page.get("nextPageToken"):
+                break
+            params = {"pageToken": page["nextPageToken"]}
+        if not found:
+            return None
+        newest = max(
+            found, key=lambda o: o["metadata"].get("genericMetadata", {}).get("createTime", "")
+        )
+        return str(newest["name"])
+
     def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:
         try:
             found = self._rest.call("GET", endpoint)
@@ -232,6 +259,20 @@ class VertexDeployer:
             )
             for r in found.get("recommendations", [])
         ]
+
+
+def deploy_of(operation: dict[str, Any], deployment: Deployment) -> bool:
+    """Whether a listed operation (REST JSON) is a Deploy of the deployment: its
+    DeployOperationMetadata.model_id is the model_user_id we set (types/model_garden_service.py;
+    a failed one has nothing else to go by), or its DeployResponse names our endpoint id."""
+    metadata = operation.get("metadata", {})
+    if not metadata.get("@type", "").endswith(".DeployOperationMetadata"):
+        return False
+    endpoint = operation.get("response", {}).get("endpoint", "")
+    return (
+        metadata.get("modelId") == deployment.vertex_id
+        or endpoint.rpartition("/")[2] == deployment.vertex_id
+    )
 
 
 def machine_spec(spec: dict[str, Any]) -> dict[str, Any]:

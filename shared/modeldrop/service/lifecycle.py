@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from modeldrop.domain.deployment import ActionRefused, Deployment, State, advance, endpoint_name
+from modeldrop.domain.deployment import (
+    ActionRefused,
+    Deployment,
+    State,
+    advance,
+    endpoint_name,
+    update,
+)
 from modeldrop.service.context import Context
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit
@@ -26,6 +33,9 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
     """Look at a started deploy (its operation, or its endpoint after a crash-retry) and move
     the record to DEPLOYED or FAILED when it is over. None while it is still running.
 
+    A record with an endpoint but no operation (a crash-retry found its endpoint there) gets the
+    Deploy operation Vertex AI lists for it, so a failed deploy ends FAILED at once.
+
     A Vertex AI error while looking ends the record FAILED when it is permanent, or when it has
     lasted past MAX_DEPLOY_TIME; a passing one is raised, to be looked at again next tick."""
     try:
@@ -41,6 +51,14 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
 
 def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     now = ctx.clock()
+    if record.endpoint and not record.operation:
+        found = ctx.deployer.find_deploy_operation(record)
+        if found:
+            # updated_at is kept, so MAX_DEPLOY_TIME still counts from the deploy
+            recorded = commit(ctx, update(record, record.updated_at, operation=found))
+            if recorded is None:
+                return None
+            record = recorded
     if record.operation:
         status = ctx.deployer.operation_status(record.operation)
         if not status.done:

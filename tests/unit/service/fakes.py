@@ -116,6 +116,7 @@ class FakeDeployer:
     deploy_calls: list[str] = field(default_factory=list)
     endpoints: dict[str, EndpointInfo] = field(default_factory=dict)
     operations: dict[str, OperationStatus] = field(default_factory=dict)
+    deploy_models: dict[str, str] = field(default_factory=dict)  # operation: its model id
     failures: list[DeployError] = field(default_factory=list)
     poll_failures: list[DeployError] = field(default_factory=list)  # raised by operation_status
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -133,6 +134,7 @@ class FakeDeployer:
         self.endpoints[name] = EndpointInfo(name, None)
         operation = f"projects/p/locations/r/operations/{len(self.operations) + 1}"
         self.operations[operation] = OperationStatus(done=False)
+        self.deploy_models[operation] = deployment.vertex_id
         return DeployStarted(operation=operation)
 
     def finish(self, operation: str | None = None, error: dict | None = None) -> None:
@@ -147,14 +149,15 @@ class FakeDeployer:
                 self.endpoints[endpoint] = EndpointInfo(endpoint, "127.0.0.1:9", ["42"])
                 self.operations[name] = OperationStatus(done=True, endpoint=endpoint, model="m")
 
-    def ready_all(self) -> None:
-        for name in self.endpoints:
-            self.endpoints[name] = EndpointInfo(name, "127.0.0.1:9", ["42"])
-
     def operation_status(self, operation: str) -> OperationStatus:
         if self.poll_failures:
             raise self.poll_failures.pop(0)
         return self.operations[operation]
+
+    def find_deploy_operation(self, deployment: Deployment) -> str | None:
+        """As Vertex AI's operation list read by the real one: the newest Deploy of its model."""
+        found = [o for o, m in self.deploy_models.items() if m == deployment.vertex_id]
+        return found[-1] if found else None
 
     def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:
         return self.endpoints.get(endpoint)

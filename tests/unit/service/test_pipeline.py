@@ -145,8 +145,34 @@ def test_crash_between_deploy_and_record_is_recovered_without_a_second_endpoint(
     h.clock.advance(h.ctx.settings.lease_seconds + 1)
     reconcile(h.ctx)
     assert len(h.deployer.endpoints) == 1 and h.store.get(record.id).endpoint
-    h.deployer.ready_all()
+    h.deployer.finish()
     assert reconcile(h.ctx).moved == {record.id: "DEPLOYED"}
+
+
+def test_crash_retry_whose_original_operation_fails_ends_failed_on_the_next_poll(h, model):
+    record = upload_all(h, model)[-1]
+    real_deploy = h.deployer.deploy
+
+    def deploy_then_crash(deployment):
+        real_deploy(deployment)
+        raise KeyboardInterrupt("the function instance died")
+
+    h.deployer.deploy = deploy_then_crash
+    with pytest.raises(KeyboardInterrupt):
+        on_validated(h.ctx, record.id)
+    h.deployer.deploy = real_deploy
+    h.clock.advance(h.ctx.settings.lease_seconds + 1)
+    reconcile(h.ctx)  # the retry finds its endpoint (ALREADY_EXISTS), not the operation
+    (operation,) = h.deployer.operations
+    retried = h.store.get(record.id)
+    assert retried.state is State.DEPLOYING and retried.endpoint and not retried.operation
+    assert reconcile(h.ctx).moved == {}
+    assert h.store.get(record.id).operation == operation
+    error = {"code": "VERTEX_RESOURCE_EXHAUSTED", "message": "stockout", "hint": "try later"}
+    h.deployer.finish(operation, error=error)
+    h.clock.advance(60)
+    assert reconcile(h.ctx).moved == {record.id: "FAILED"}
+    assert h.store.get(record.id).error == error
 
 
 def test_lost_notifications_and_queue_messages_are_repaired_by_reconcile(h, model):

@@ -20,6 +20,7 @@ from modeldrop.local.vertex.errors import (
     RpcError,
     already_exists,
     failed_precondition,
+    invalid,
     not_found,
 )
 
@@ -179,6 +180,27 @@ class Registry:
             if name not in self._operations:
                 raise not_found(f"Operation {name} not found.")
             return self._operations[name].to_json()
+
+    def operations(
+        self, parent: str, page_size: str = "", page_token: str = "", query: str = ""
+    ) -> dict[str, Any]:
+        """ListOperations of a location (its REST query parameters as given): a page of its
+        operations, oldest first, and the nextPageToken of the next one (none after the last).
+        A pageSize of 0 or none means 100; a filter is refused (the emulator has none)."""
+        if query:
+            raise invalid(f"The emulator lists operations without a filter, not {query!r}.")
+        for name, value in (("pageSize", page_size), ("pageToken", page_token)):
+            if value and not value.isdecimal():
+                raise invalid(f"Invalid {name} {value!r}.")
+        start, size = int(page_token or 0), int(page_size or 0) or 100
+        with self._lock:
+            listed = [
+                o for n, o in self._operations.items() if n.startswith(f"{parent}/operations/")
+            ]
+            page = [o.to_json() for o in listed[start : start + size]]
+        if start + size < len(listed):
+            return {"operations": page, "nextPageToken": str(start + size)}
+        return {"operations": page}
 
     def new_operation(self, parent: str, kind: str, extra: dict[str, Any]) -> Operation:
         with self._lock:

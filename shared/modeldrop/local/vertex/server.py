@@ -1,10 +1,11 @@
 """HTTP routes of the local Vertex AI emulator: they parse, call the emulator's parts, answer.
 
-Control plane (as the v1beta1 REST transport calls it): `:deploy`, operations under /ui and
-/v1beta1, endpoints GET/PATCH/DELETE, `:undeployModel`, models GET/DELETE. Dedicated-endpoint
-queries (clients reach them at https://{dedicatedEndpointDns}, the emulator's TLS port):
-`/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`. ModelService `:recommendSpec`
-answers from the capacity table. Admin: /emulator/state, /emulator/faults, /emulator/capacity.
+Control plane (as the v1beta1 REST transport calls it): `:deploy`, operations (get, and list
+of a location) under /ui and /v1beta1, endpoints GET/PATCH/DELETE, `:undeployModel`, models
+GET/DELETE. Dedicated-endpoint queries (clients reach them at https://{dedicatedEndpointDns},
+the emulator's TLS port): `/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`.
+ModelService `:recommendSpec` answers from the capacity table. Admin: /emulator/state,
+/emulator/faults, /emulator/capacity.
 Every route answers on both ports; `emulator.VertexEmulator` serves them.
 """
 
@@ -53,6 +54,15 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
     def recommend(project: str, location: str) -> Any:
         numbers = "enum-encoding=int" in request.args.get("$alt", "")
         return recommend_spec(control.capacity, location, _json_body(), numbers)
+
+    @app.get(f"/{OPS}/{LOC}/operations")
+    def list_operations(api: str, project: str, location: str) -> Any:
+        parent = location_name(project, location)
+        faults.call("operations", parent)
+        args = request.args
+        return registry.operations(
+            parent, args.get("pageSize", ""), args.get("pageToken", ""), args.get("filter", "")
+        )
 
     @app.get(f"/{OPS}/{LOC}/operations/<operation>")
     @app.get(f"/{OPS}/{LOC}/endpoints/<endpoint>/operations/<operation>")
