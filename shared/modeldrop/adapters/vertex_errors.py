@@ -12,6 +12,8 @@ from typing import Any
 
 from modeldrop.service.ports import DeployError
 
+# HTTP status -> the canonical google.rpc.Code name Google's REST front end pairs it with (the
+# local Vertex emulator answers with the same pairs).
 HTTP_STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",

@@ -129,7 +129,8 @@ def test_permanent_deploy_error_fails_with_the_hint(h, model):
     assert h.events.states(record.id)[-1] == "FAILED"
 
 
-def test_crash_between_deploy_and_record_is_recovered_without_a_second_endpoint(h, model):
+def crash_after_deploy(h, model):
+    """Upload, then let the deploy function die right after Vertex AI accepted the Deploy."""
     record = upload_all(h, model)[-1]
     real_deploy = h.deployer.deploy
 
@@ -141,6 +142,11 @@ def test_crash_between_deploy_and_record_is_recovered_without_a_second_endpoint(
     with pytest.raises(KeyboardInterrupt):
         on_validated(h.ctx, record.id)
     h.deployer.deploy = real_deploy
+    return record
+
+
+def test_crash_between_deploy_and_record_is_recovered_without_a_second_endpoint(h, model):
+    record = crash_after_deploy(h, model)
     assert reconcile(h.ctx).moved == {}  # lease still held
     h.clock.advance(h.ctx.settings.lease_seconds + 1)
     reconcile(h.ctx)
@@ -150,17 +156,7 @@ def test_crash_between_deploy_and_record_is_recovered_without_a_second_endpoint(
 
 
 def test_crash_retry_whose_original_operation_fails_ends_failed_on_the_next_poll(h, model):
-    record = upload_all(h, model)[-1]
-    real_deploy = h.deployer.deploy
-
-    def deploy_then_crash(deployment):
-        real_deploy(deployment)
-        raise KeyboardInterrupt("the function instance died")
-
-    h.deployer.deploy = deploy_then_crash
-    with pytest.raises(KeyboardInterrupt):
-        on_validated(h.ctx, record.id)
-    h.deployer.deploy = real_deploy
+    record = crash_after_deploy(h, model)
     h.clock.advance(h.ctx.settings.lease_seconds + 1)
     reconcile(h.ctx)  # the retry finds its endpoint (ALREADY_EXISTS), not the operation
     (operation,) = h.deployer.operations

@@ -9,22 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldrop.adapters.vertex_errors import HTTP_STATUS_NAMES
 from modeldrop.errors import ModeldropError
 
-# HTTP status -> the canonical google.rpc.Code name Google's REST front end pairs it with.
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 # google.rpc.Code numbers, for errors stored in long-running operations.
 RPC_CODES = {
     "OK": 0,
@@ -61,7 +48,7 @@ class RpcError(ModeldropError):
         http_status: int,
         details: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(message, hint, code or STATUS_NAMES.get(http_status, "UNKNOWN"))
+        super().__init__(message, hint, code or HTTP_STATUS_NAMES.get(http_status, "UNKNOWN"))
         self.http_status = http_status
         self.details = details or []
 
