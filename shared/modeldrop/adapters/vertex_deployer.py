@@ -90,6 +90,9 @@ def deploy_request(
     }
 
 
+MAX_OPERATION_PAGES = 20  # of the location's operations read when looking for a lost one
+
+
 class VertexDeployer:
     """The Deployer port on Vertex AI (or on the local Vertex emulator, same REST calls)."""
 
@@ -173,15 +176,16 @@ class VertexDeployer:
         location = location_name(self.settings.project, self.settings.region)
         found: list[dict[str, Any]] = []
         params: dict[str, str] = {}
-        while True:
+        for _ in range(MAX_OPERATION_PAGES):  # bounded: a poll never reads a whole history
             try:
                 page = self._rest.call("GET", f"{location}/operations", params=params)
             except NotFoundError:
                 return None
             found += [o for o in page.get("operations", []) if deploy_of(o, deployment)]
-            if not page.get("nextPageToken"):
+            token = page.get("nextPageToken")
+            if not token or token == params.get("pageToken"):
                 break
-            params = {"pageToken": page["nextPageToken"]}
+            params = {"pageToken": str(token)}
         if not found:
             return None
         newest = max(

@@ -16,7 +16,7 @@ from modeldrop.domain.deployment import (
     endpoint_name,
     update,
 )
-from modeldrop.service.context import Context
+from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit
 
@@ -37,16 +37,29 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
     Deploy operation Vertex AI lists for it, so a failed deploy ends FAILED at once.
 
     A Vertex AI error while looking ends the record FAILED when it is permanent, or when it has
-    lasted past MAX_DEPLOY_TIME; a passing one is raised, to be looked at again next tick."""
+    lasted past MAX_DEPLOY_TIME; a passing one (or an answer that cannot be read) is raised, to
+    be looked at again next tick."""
     try:
         return _poll(ctx, record)
-    except DeployError as exc:
+    except Exception as caught:  # an answer we cannot read is passing, until the deploy time ends
+        exc = caught if isinstance(caught, DeployError) else _unreadable(caught)
         if exc.retryable and ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
-            raise
+            if exc is caught:
+                raise
+            raise exc from caught
         failed = advance(
             record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(), lease_expires_at=None
         )
         return commit(ctx, failed)
+
+
+def _unreadable(exc: Exception) -> DeployError:
+    return DeployError(
+        f"Watching the deploy failed: {describe(exc)}.",
+        "Check the deployment's endpoint and operation in the Vertex AI console.",
+        code="VERTEX_UNREADABLE",
+        retryable=True,
+    )
 
 
 def _poll(ctx: Context, record: Deployment) -> Deployment | None:

@@ -170,6 +170,19 @@ def test_a_passing_error_watching_a_deploy_is_retried_until_the_deploy_time_is_u
     assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_UNAVAILABLE"
 
 
+def test_an_unreadable_answer_watching_a_deploy_never_keeps_it_busy(h, model):
+    record = upload_all(h, model)[-1]
+    on_validated(h.ctx, record.id)
+    h.deployer.poll_failures = [TypeError("'NoneType' object is not subscriptable")] * 2
+    assert record.id in reconcile(h.ctx).errors  # looked at again next tick
+    assert h.store.get(record.id).state is State.DEPLOYING
+    h.clock.advance(MAX_DEPLOY_TIME.total_seconds() + 1)
+    reconcile(h.ctx)
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_UNREADABLE"
+    assert "TypeError" in failed.error["message"]
+
+
 def test_a_verdict_too_large_for_a_record_ends_rejected(h, model, monkeypatch):
     findings = tuple(warning("W", "y" * 200, f"f{n}") for n in range(10_000))
     monkeypatch.setattr(validate, "validate_folder", lambda *a: Verdict(findings=findings))
