@@ -27,6 +27,7 @@ from modeldrop.adapters.pubsub_events import (
 from modeldrop.adapters.pubsub_queue import PubSubWorkQueue, read_validated
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, snapshot
 from modeldrop.local.emulators import free_port
+from tests.fixtures.poison_events import DEEP
 from tests.fixtures.pubsub import pull
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
@@ -193,7 +194,7 @@ NOT_WORK = {
     "data-number": {"data": 5},
     "attributes-list": {"data": _b64(b'{"deployment_id": "x"}'), "attributes": [1]},
     "not-base64": {"data": "%%%"},
-    "deep": {"data": _b64(b"[" * 100_000 + b"]" * 100_000)},
+    "deep": {"data": _b64(DEEP.encode())},
     "id-list": {"data": _b64(b'{"deployment_id": ["x"]}')},
     "id-slash": {"data": _b64(b'{"deployment_id": "a/b"}')},
     "id-huge": {"data": _b64(json.dumps({"deployment_id": "x" * 2_000_000}).encode())},
