@@ -14,7 +14,6 @@ from modeldrop.errors import ModeldropError
 from modeldrop.validation.placement import Candidate
 
 if TYPE_CHECKING:  # the local stack is imported only by the commands that start it
-    from modeldrop.domain.folder import Folder
     from modeldrop.local.stack import StackConfig
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -67,37 +66,13 @@ def format_ladder(ladder: Sequence[Candidate]) -> str:
     return "\n".join(lines)
 
 
-def _heads(folder: Folder) -> int | None:
-    """num_attention_heads from config.json, or None when it cannot be read."""
-    from modeldrop import catalog
-    from modeldrop.errors import AccessError
-    from modeldrop.validation.model_config import ConfigError, parse_config
-
-    rules = catalog.file_rules()
-    try:
-        data = folder.read_range(rules["config"], 0, rules["limits"]["config_bytes"])
-        return parse_config(data).fields.get("num_attention_heads")
-    except (AccessError, ConfigError):
-        return None
-
-
-def _ladder(folder: Folder, verdict: Verdict, regions: Sequence[str]) -> list[Candidate]:
+def _ladder(verdict: Verdict, regions: Sequence[str]) -> list[Candidate]:
     """The candidates a deploy would try, from the catalog alone (none for a rejected folder)."""
-    from modeldrop import catalog
-    from modeldrop.domain.findings import MachineSpec
-    from modeldrop.validation.placement import candidates, placement_of
+    from modeldrop.validation.placement import ladder
 
     if not verdict.accepted or verdict.weight_bytes is None:
         return []
-    pinned = verdict.overrides.get("machine_spec")
-    return candidates(
-        verdict.weight_bytes,
-        _heads(folder),
-        catalog.machine_catalog(),
-        regions,
-        placement_of(verdict.overrides),
-        MachineSpec(**pinned) if pinned else None,
-    )
+    return ladder(verdict.weight_bytes, verdict.attention_heads, verdict.overrides, regions)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -108,7 +83,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     folder = open_folder(args.location)
     verdict = validate_folder(folder, BasePolicy(args.policy))
-    ladder = _ladder(folder, verdict, args.regions or allowed_regions())
+    ladder = _ladder(verdict, args.regions or allowed_regions())
     if args.json:
         body = verdict.as_dict() | {"candidates": [c.as_dict() for c in ladder]}
         print(json.dumps(body, indent=2))

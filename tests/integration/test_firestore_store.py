@@ -105,8 +105,47 @@ def full_deployment() -> Deployment:
         deployed_model_id="4242",
         error={"code": "NONE", "message": "kept for the round trip", "hint": "-"},
         published_sequence=3,
-        attempts=2,
+        claims=2,
+        candidates=(PLACED, {**PLACED, "region": "europe-west4"}),
+        preflight={
+            "source": "recommend_spec",
+            "regions": [{"region": "us-central1", "checked": True, "code": None, "message": None}],
+            "base_model": "meta-llama/Llama-3.1-8B",
+            "dropped": [{**PLACED, "region": "us-east4", "outcome": "no_quota"}],
+            "cheapest": PLACED,
+        },
+        placement={"attempt": 2, **PLACED},
+        attempts=(
+            {
+                **PLACED,
+                "attempt": 1,
+                "outcome": "stockout",
+                "code": "VERTEX_STOCKOUT",
+                "message": "Resources are insufficient in region: us-central1.",
+                "at": T0,
+            },
+            {
+                **PLACED,
+                "attempt": 2,
+                "outcome": "deployed",
+                "code": None,
+                "message": None,
+                "at": T0 + timedelta(minutes=20, microseconds=654321),
+            },
+        ),
     )
+
+
+PLACED = {
+    "region": "us-central1",
+    "machine_spec": {
+        "machine_type": "g2-standard-12",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    },
+    "spot": True,
+    "hourly_usd": 1.1505,
+}
 
 
 def is_default(deployment: Deployment, f: Field[Any]) -> bool:

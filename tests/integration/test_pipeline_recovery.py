@@ -249,7 +249,7 @@ def test_storage_failing_every_time_ends_failed_after_the_last_attempt(harness):
     with pytest.raises(AccessError):  # to be delivered again
         h.upload(h.tiny, "unreadable")
     (record,), _ = h.ctx.store.list_page()
-    assert (record.state, record.attempts, record.error["code"]) == (
+    assert (record.state, record.claims, record.error["code"]) == (
         State.VALIDATING,
         1,
         "ACCESS_ERROR",

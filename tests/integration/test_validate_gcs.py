@@ -67,6 +67,7 @@ def test_cli_exit_codes_and_json(fake_gcs, tmp_path, capsys):
         "matched_base",
         "parameters",
         "weight_bytes",
+        "attention_heads",
         "recommended_machine",
         "findings",
         "candidates",

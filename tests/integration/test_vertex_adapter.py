@@ -66,9 +66,21 @@ def endpoint_client(emulator: VertexEmulator, monkeypatch: pytest.MonkeyPatch):
     return DedicatedEndpointClient(settings_for(emulator))
 
 
+def placed(region: str = "us-central1", spot: bool = False, attempt: int = 1) -> dict[str, Any]:
+    """A placement attempt of MACHINE."""
+    return {
+        "attempt": attempt,
+        "region": region,
+        "machine_spec": MACHINE,
+        "spot": spot,
+        "hourly_usd": 1.1505,
+    }
+
+
 def record(folder: str, **changes: Any) -> Deployment:
     d = new_deployment(BUCKET, folder, f"fp-{folder}", 1, datetime.now(UTC))
-    return replace(d, **{"state": State.DEPLOYING, "machine": MACHINE, **changes})
+    values = {"state": State.DEPLOYING, "machine": MACHINE, "placement": placed(), **changes}
+    return replace(d, **values)
 
 
 def wait_done(deployer: VertexDeployer, operation: str, timeout: float = 180):
@@ -187,9 +199,9 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
         d = record(
             "models/psc",
             overrides={
-                "private_endpoint": {"enabled": True, "project_allowlist": ["client-project-1"]},
-                "spot": True,
+                "private_endpoint": {"enabled": True, "project_allowlist": ["client-project-1"]}
             },
+            placement=placed(spot=True),
         )
         VertexDeployer(settings_for(e)).deploy(d)
         sent = json.loads(next(c for c in recorder.calls if c[1].endswith(":deploy"))[3])
@@ -344,7 +356,8 @@ def test_a_retried_deploy_finds_its_operation_in_the_list(echo):
 
 def test_invalid_request_passes_the_reason(echo):
     deployer = VertexDeployer(settings_for(echo))
-    d = record("models/echo-adapter", machine={**MACHINE, "machine_type": "x9-giant"})
+    giant = {**placed(), "machine_spec": {**MACHINE, "machine_type": "x9-giant"}}
+    d = record("models/echo-adapter", placement=giant)
     with pytest.raises(DeployError) as caught:
         deployer.deploy(d)
     assert caught.value.code == "VERTEX_INVALID_ARGUMENT" and not caught.value.retryable
@@ -411,4 +424,18 @@ def test_quota_refusal_and_stockout_say_why(scarce):
     requests.post(capacity, json={"us-central1": {"NVIDIA_L4": {"stock": 0}}}, timeout=10)
     status = wait_done(deployer, deployer.deploy(record("models/echo-scarce")).operation, 60)
     assert status.error and status.error["code"] == "VERTEX_STOCKOUT"
-    assert "us-central1" in status.error["hint"]
+    assert status.capacity == "stockout" and "us-central1" in status.error["hint"]
+
+
+def test_an_attempt_in_another_region_is_deployed_and_read_there(scarce):
+    deployer = VertexDeployer(settings_for(scarce))
+    d = record("models/echo-scarce", placement=placed("asia-east1", attempt=3))
+    operation = deployer.deploy(d).operation
+    assert operation and operation.startswith("projects/modeldrop-local/locations/asia-east1/")
+    status = wait_done(deployer, operation, 60)
+    assert status.endpoint == f"projects/modeldrop-local/locations/asia-east1/endpoints/md-{d.id}-3"
+    info = deployer.describe_endpoint(status.endpoint)
+    assert info and info.ready
+    assert deployer.find_deploy_operation(d) == operation
+    while not deployer.undeploy(status.endpoint):
+        time.sleep(0.1)

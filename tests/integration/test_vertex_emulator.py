@@ -842,6 +842,83 @@ def test_sdk_recommend_spec_answers_from_the_table(echo: Any, capacity: str) -> 
     assert seen[(CAPACITY_REGION, "a3-highgpu-1g")] == state.QUOTA_STATE_USER_HAS_QUOTA
 
 
+SPOT_REGION = "asia-east1"  # a region of its own: the GPUs held here stay out of the others
+
+
+def test_spot_stockouts_and_an_injected_stockout_fail_in_the_operation(
+    echo: Any, capacity: str
+) -> None:
+    """A Spot deploy beyond spot_stock and a deploy hit by a "stockout" fault are accepted, then
+    their operations fail; RecommendSpec, which cannot foresee the fault, offers the machine."""
+    parent = f"projects/{PROJECT}/locations/{SPOT_REGION}"
+    faults = f"{echo.url}/emulator/faults"
+
+    def deploy(name: str, spot: bool = False) -> dict[str, Any]:
+        body = sdk_deploy_body(ECHO_URI, name, name)
+        if spot:
+            body["deployConfig"]["dedicatedResources"]["spot"] = True
+        response = requests.post(
+            f"{echo.url}/v1beta1/{parent}:deploy?$alt=json;enum-encoding=int",
+            json=body,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text  # accepted either way
+        return wait_operation(echo.url, response.json()["name"], 30)
+
+    def in_use() -> dict[str, int]:
+        return requests.get(capacity, timeout=10).json()["in_use"].get(SPOT_REGION, {})
+
+    table = {SPOT_REGION: {"NVIDIA_L4": {"quota": 4, "stock": 4, "spot_stock": 1}}}
+    assert requests.post(capacity, json=table, timeout=10).json()["capacity"] == table
+    held: list[str] = []
+    try:
+        assert "error" not in deploy("spot-a", spot=True)
+        held.append("spot-a")
+        assert in_use() == {"NVIDIA_L4": 1}
+        error = deploy("spot-b", spot=True)["error"]
+        assert error["code"] == 8  # RESOURCE_EXHAUSTED
+        assert "STOCKOUT" in error["message"] and f"region: {SPOT_REGION}" in error["message"]
+        assert in_use() == {"NVIDIA_L4": 1}  # the stocked-out deploy holds nothing
+
+        refused = requests.post(faults, json={"status": "stockout", "routes": ["undeploy"]})
+        assert refused.status_code == 400
+        assert "deploy route only" in refused.json()["error"]["message"]
+        assert requests.post(faults, json={"status": "stockout"}, timeout=10).ok
+        state = requests.get(f"{echo.url}/emulator/state", timeout=10).json()
+        assert state["faults"] == [{"status": "stockout", "count": 1, "routes": ["deploy"]}]
+
+        recommended = requests.post(
+            f"{echo.url}/v1beta1/{parent}:recommendSpec",
+            json={"gcsUri": ECHO_URI, "checkMachineAvailability": True, "checkUserQuota": True},
+            timeout=10,
+        ).json()["recommendations"]
+        offers = {
+            (r["region"], r["spec"]["machineSpec"]["machineType"]): r["userQuotaState"]
+            for r in recommended
+        }
+        assert offers[(SPOT_REGION, "g2-standard-12")] == "QUOTA_STATE_USER_HAS_QUOTA"
+
+        assert deploy("stockout-c")["error"] == {
+            "code": 8,
+            "message": f"Resources are insufficient in region: {SPOT_REGION}.",
+        }
+        after = requests.get(f"{echo.url}/emulator/state", timeout=10).json()
+        assert after["faults"] == [] and after["faults_fired"] == state["faults_fired"] + 1
+        assert in_use() == {"NVIDIA_L4": 1}
+        assert "error" not in deploy("stockout-d")  # the fault is spent: in stock again
+        held.append("stockout-d")
+        assert in_use() == {"NVIDIA_L4": 2}  # on demand: 1 Spot + 1 within the stock of 4
+    finally:
+        requests.delete(faults, timeout=10)
+        for name in held:
+            endpoint = requests.get(f"{echo.url}/v1beta1/{parent}/endpoints/{name}").json()
+            requests.post(
+                f"{echo.url}/v1beta1/{endpoint['name']}:undeployModel",
+                json={"deployedModelId": endpoint["deployedModels"][0]["id"]},
+                timeout=10,
+            )
+
+
 # the emulator as a process: engines die with it, even on SIGKILL
 @serving_test
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])

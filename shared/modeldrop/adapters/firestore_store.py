@@ -6,7 +6,8 @@ create-if-absent and `replace` is update-if-unchanged: the etag is the document'
 transactions: the Firestore emulator stalls when many of them contend for one document.
 
 Document layout: datetimes are timestamps, `state` a string, `history` a list of maps
-{state, at, note}, `validation`/`machine`/`overrides`/`error` maps. Firestore forbids an array
+{state, at, note}, `validation`/`machine`/`overrides`/`error`/`preflight`/`placement` maps,
+`candidates` and `attempts` lists of maps. Firestore forbids an array
 directly inside an array, so such an inner list is stored as the map {"_md_array": [...]} and
 unwrapped on reading.
 
@@ -19,7 +20,8 @@ direction of the last field):
 - model ASC, created_at DESC: `list(model=...)`
 - model ASC, state ASC, created_at DESC: `list(states=..., model=...)`
 - model ASC, revision DESC, created_at DESC: `latest_for_model()`
-Exempting `validation`, `history`, `overrides`, `machine` and `error` from single-field
+Exempting `validation`, `history`, `overrides`, `machine`, `error`, `candidates`, `preflight`,
+`placement` and `attempts` from single-field
 indexing is advisable: nothing queries them and a verdict with many findings makes many entries.
 """
 
@@ -161,6 +163,9 @@ def from_document(data: dict[str, Any], etag: str) -> Deployment:
         for t in values.get("history") or ()
     )
     values["overrides"] = values.get("overrides") or {}
+    values["attempts"] = tuple(values.get("attempts") or ())
+    if values.get("candidates") is not None:
+        values["candidates"] = tuple(values["candidates"])
     return Deployment(**values, etag=etag)
 
 

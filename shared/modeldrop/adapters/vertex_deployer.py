@@ -13,8 +13,8 @@ from typing import Any
 import requests
 
 from modeldrop.adapters.vertex_errors import classify, status_name
-from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest, api_host
-from modeldrop.domain.deployment import Deployment, endpoint_name, location_name
+from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest, api_host, region_of
+from modeldrop.domain.deployment import Deployment, location_name
 from modeldrop.service.ports import (
     DeployError,
     DeployStarted,
@@ -39,15 +39,19 @@ QUOTA_STATES: dict[str | int, bool | None] = {
 
 
 def deploy_request(
-    deployment: Deployment, project: str, region: str, psc_allowlist: tuple[str, ...] = ()
+    deployment: Deployment, project: str, psc_allowlist: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """The DeployRequest for a deployment, as a proto-plus mapping (snake_case field names).
+    """The DeployRequest of the deployment's current placement attempt, as a proto-plus mapping
+    (snake_case field names): its region, machine spec and spot, and the attempt's own ids.
 
     The endpoint is private (Private Service Connect) when the folder's modeldrop.yaml asks for
     it, or when the operator set a project allowlist for every deployment.
     """
+    placement = deployment.placement
+    if not placement:
+        raise ValueError(f"deployment {deployment.id} has no placement to deploy")
     overrides = deployment.overrides
-    machine = overrides.get("machine_spec") or deployment.machine or {}
+    machine = placement["machine_spec"]
     replicas = overrides.get("replicas", {})
     minimum = replicas.get("min", 1)
     endpoint_config: dict[str, Any] = {
@@ -74,10 +78,10 @@ def deploy_request(
         "min_replica_count": minimum,
         "max_replica_count": replicas.get("max", minimum),
     }
-    if overrides.get("spot"):
+    if placement.get("spot"):
         resources["spot"] = True
     return {
-        "destination": location_name(project, region),
+        "destination": location_name(project, placement["region"]),
         "custom_model": {"gcs_uri": deployment.gcs_uri},
         "model_config": {
             "model_display_name": overrides.get(
@@ -94,12 +98,22 @@ MAX_OPERATION_PAGES = 20  # of the location's operations read when looking for a
 
 
 class VertexDeployer:
-    """The Deployer port on Vertex AI (or on the local Vertex emulator, same REST calls)."""
+    """The Deployer port on Vertex AI (or on the local Vertex emulator, same REST calls).
+
+    Every call goes to the host of the region it concerns: the resource name's location, or the
+    placement's region for a deploy (the API has one host per region)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._rest = VertexRest(settings)
-        self._regional: dict[str, VertexRest] = {settings.region: self._rest}
+        self._hosts: dict[str, VertexRest] = {}
+        self._gardens: dict[str, Any] = {}
+
+    def _rest(self, region: str | None) -> VertexRest:
+        """The REST client of `region` (None: the settings' region)."""
+        region = region or self.settings.region
+        if region not in self._hosts:
+            self._hosts[region] = VertexRest(self.settings, region)
+        return self._hosts[region]
 
     @cached_property
     def _sdk(self) -> Any:
@@ -107,44 +121,40 @@ class VertexDeployer:
 
         return aiplatform_v1beta1
 
-    @cached_property
-    def _garden(self) -> Any:
-        args: dict[str, Any] = {
-            "transport": self.settings.vertex_transport,
-            "client_options": {"api_endpoint": api_host(self.settings)},
-        }
-        if self.settings.vertex_anonymous:
-            from google.auth.credentials import AnonymousCredentials
+    def _garden(self, region: str) -> Any:
+        if region not in self._gardens:
+            args: dict[str, Any] = {
+                "transport": self.settings.vertex_transport,
+                "client_options": {"api_endpoint": api_host(self.settings, region)},
+            }
+            if self.settings.vertex_anonymous:
+                from google.auth.credentials import AnonymousCredentials
 
-            args["credentials"] = AnonymousCredentials()
-        return self._sdk.ModelGardenServiceClient(**args)
-
-    def _endpoint_name(self, deployment: Deployment) -> str:
-        return endpoint_name(self.settings.project, self.settings.region, deployment.vertex_id)
+                args["credentials"] = AnonymousCredentials()
+            self._gardens[region] = self._sdk.ModelGardenServiceClient(**args)
+        return self._gardens[region]
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
-        """Start the deploy. A retry that finds our own endpoint id taken carries on with it."""
+        """Start the current placement attempt. A retry that finds the attempt's endpoint id
+        taken carries on with it."""
         from google.api_core import exceptions
 
-        request = self._sdk.DeployRequest(
-            deploy_request(
-                deployment,
-                self.settings.project,
-                self.settings.region,
-                self.settings.psc_project_allowlist,
-            )
+        body = deploy_request(
+            deployment, self.settings.project, self.settings.psc_project_allowlist
         )
+        region = deployment.region or self.settings.region
         try:
-            operation = self._garden.deploy(request=request)
+            operation = self._garden(region).deploy(request=self._sdk.DeployRequest(body))
         except exceptions.GoogleAPICallError as exc:
             if status_name(exc) == "ALREADY_EXISTS":
-                return DeployStarted(operation=None, endpoint=self._endpoint_name(deployment))
-            raise classify(exc, self.settings.region) from exc
+                endpoint = deployment.attempt_endpoint(self.settings.project, region)
+                return DeployStarted(operation=None, endpoint=endpoint)
+            raise classify(exc, region) from exc
         return DeployStarted(operation=operation.operation.name)
 
     def operation_status(self, operation: str) -> OperationStatus:
         try:
-            result = self._rest.call("GET", operation)
+            result = self._rest(region_of(operation)).call("GET", operation)
         except NotFoundError:
             error = {
                 "code": "VERTEX_NOT_FOUND",
@@ -156,10 +166,9 @@ class VertexDeployer:
             return OperationStatus(done=False)
         failure: dict[str, Any] | None = result.get("error")  # a google.rpc.Status
         if failure and failure.get("code"):
-            status = classify_rpc_status(
-                failure["code"], failure.get("message", ""), self.settings.region
-            )
-            return OperationStatus(done=True, error=status)
+            region = region_of(operation) or self.settings.region
+            failed = classify_rpc_status(failure["code"], failure.get("message", ""), region)
+            return OperationStatus(done=True, error=failed.as_dict(), capacity=failed.capacity)
         response = result.get("response", {})
         return OperationStatus(
             done=True, endpoint=response.get("endpoint"), model=response.get("model")
@@ -173,12 +182,13 @@ class VertexDeployer:
         rest_base.py, _BaseListOperations). ListOperationsRequest has a `filter`, but Vertex AI
         documents no fields for it, so every page is read and matched here (deploy_of).
         """
-        location = location_name(self.settings.project, self.settings.region)
+        region = deployment.region or self.settings.region
+        location = location_name(self.settings.project, region)
         found: list[dict[str, Any]] = []
         params: dict[str, str] = {}
         for _ in range(MAX_OPERATION_PAGES):  # bounded: a poll never reads a whole history
             try:
-                page = self._rest.call("GET", f"{location}/operations", params=params)
+                page = self._rest(region).call("GET", f"{location}/operations", params=params)
             except NotFoundError:
                 return None
             found += [o for o in page.get("operations", []) if deploy_of(o, deployment)]
@@ -195,7 +205,7 @@ class VertexDeployer:
 
     def describe_endpoint(self, endpoint: str) -> EndpointInfo | None:
         try:
-            found = self._rest.call("GET", endpoint)
+            found = self._rest(region_of(endpoint)).call("GET", endpoint)
         except NotFoundError:
             return None
         return EndpointInfo(
@@ -207,7 +217,9 @@ class VertexDeployer:
         )
 
     def set_labels(self, endpoint: str, labels: dict[str, str]) -> None:
-        self._rest.call("PATCH", endpoint, {"labels": labels}, {"updateMask": "labels"})
+        self._rest(region_of(endpoint)).call(
+            "PATCH", endpoint, {"labels": labels}, {"updateMask": "labels"}
+        )
 
     def undeploy(self, endpoint: str) -> bool:
         """One step towards deleting the endpoint; True once it is gone.
@@ -218,11 +230,12 @@ class VertexDeployer:
         info = self.describe_endpoint(endpoint)
         if info is None:
             return True
+        rest = self._rest(region_of(endpoint))
         try:
             for model_id in info.deployed_model_ids:
-                self._rest.call("POST", f"{endpoint}:undeployModel", {"deployedModelId": model_id})
+                rest.call("POST", f"{endpoint}:undeployModel", {"deployedModelId": model_id})
             if not info.deployed_model_ids:
-                self._rest.call("DELETE", endpoint)
+                rest.call("DELETE", endpoint)
         except NotFoundError:
             return True
         except DeployError as exc:
@@ -235,7 +248,7 @@ class VertexDeployer:
 
         Raises DeployError when the call fails or the region does not offer it.
         """
-        rest = self._regional.setdefault(region, VertexRest(self.settings, region))
+        rest = self._rest(region)
         body = {"gcsUri": gcs_uri, "checkMachineAvailability": True, "checkUserQuota": True}
         try:
             found = rest.call(
@@ -293,9 +306,8 @@ def machine_spec(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def classify_rpc_status(code: int, message: str, region: str) -> dict[str, str]:
-    """A failed operation's google.rpc.Status as {code, message, hint}."""
+def classify_rpc_status(code: int, message: str, region: str) -> DeployError:
+    """A failed operation's google.rpc.Status, classified like a failed call."""
     from google.api_core import exceptions
 
-    error = classify(exceptions.from_grpc_status(code, message), region)
-    return {"code": error.code, "message": error.message, "hint": error.hint}
+    return classify(exceptions.from_grpc_status(code, message), region)

@@ -83,6 +83,17 @@ CAPACITY_RULES: list[tuple[str | None, re.Pattern[str], str, str, str]] = [
         "{region} has no free capacity for this machine right now (every zone was tried): "
         "deploy in another region or on another machine, or try again later.",
     ),
+    # "When Spot VMs are preempted, the prediction job fails with a STOCKOUT error" (Vertex AI,
+    # docs/predictions/use-spot-vms, "Preemption handling"): spot capacity taken back before the
+    # model was ready.
+    (
+        None,
+        re.compile(r"\bSTOCKOUT\b"),
+        "stockout",
+        "STOCKOUT",
+        "The Spot VMs in {region} were preempted or are out of stock: deploy on demand, in "
+        "another region or later.",
+    ),
     # [9] FAILED_PRECONDITION "The region us-central1 does not have enough resources available to
     # fulfill the request. Please try again later." (mrdbourke/cs329s-ml-deployment-tutorial
     # issue 7, Compute Engine through App Engine Flex).

@@ -27,6 +27,14 @@ def api_host(settings: Settings, region: str | None = None) -> str:
     return settings.vertex_api_endpoint or f"{region or settings.region}-aiplatform.googleapis.com"
 
 
+def region_of(resource: str) -> str | None:
+    """The region of a resource name (projects/P/locations/REGION/...), or None."""
+    parts = resource.split("/")
+    if len(parts) >= 4 and parts[0] == "projects" and parts[2] == "locations" and parts[3]:
+        return parts[3]
+    return None
+
+
 def google_session(anonymous: bool) -> requests.Session:
     """A requests session with the environment's Google credentials (cloud-platform scope), or a
     plain one when `anonymous` (the emulator)."""

@@ -33,6 +33,18 @@ def machine_catalog() -> dict[str, Any]:
     return load("machine_specs.json")
 
 
+def serving_quota_metric(accelerator_type: str) -> str:
+    """The per-region Vertex AI serving GPU quota metric of an accelerator (e.g. NVIDIA_L4 ->
+    aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus): the catalog's
+    accelerators[type].serving_quota_metric, else the quota console's pattern on the lowercased
+    name (an inference for accelerators the catalog does not list)."""
+    entry = machine_catalog()["accelerators"].get(accelerator_type, {})
+    metric = entry.get("serving_quota_metric")
+    if isinstance(metric, str):
+        return metric
+    return f"aiplatform.googleapis.com/custom_model_serving_{accelerator_type.lower()}_gpus"
+
+
 def file_rules() -> dict[str, Any]:
     return load("files.json")
 

@@ -68,8 +68,15 @@ class Deployment:
 
     `event_sequence` counts transitions (each one is one notification); `published_sequence` is
     the last one confirmed as published, so a lost notification is sent again by reconcile.
-    `attempts` counts the claims of the current state's work (validating, starting the deploy);
-    a transition resets it. While a retryable failure is being retried, `error` is its last one.
+    `claims` counts the claims of the current step's work (validating, starting one placement
+    attempt); a transition resets it. While a retryable failure is being retried, `error` is its
+    last one.
+
+    Placement (while DEPLOYING): `candidates` is the ladder to try, planned once (None before);
+    `placement` the attempt under way, and then the one that landed ({attempt, region,
+    machine_spec, spot, hourly_usd}); `attempts` the attempts that ended, oldest first;
+    `preflight` what RecommendSpec said before the first attempt. Each attempt deploys its own
+    endpoint and model ids (`attempt_id`).
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -93,7 +100,11 @@ class Deployment:
     deployed_model_id: str | None = None
     error: dict[str, str] | None = None
     lease_expires_at: datetime | None = None
-    attempts: int = 0
+    claims: int = 0
+    candidates: tuple[dict[str, Any], ...] | None = None
+    preflight: dict[str, Any] | None = None
+    placement: dict[str, Any] | None = None
+    attempts: tuple[dict[str, Any], ...] = ()
     event_sequence: int = 0
     published_sequence: int = 0
     etag: str | None = None
@@ -116,11 +127,34 @@ class Deployment:
     def gcs_uri(self) -> str:
         return f"gs://{self.bucket}/{self.folder}"
 
+    def attempt_id(self, attempt: int) -> str:
+        """The id asked of Vertex AI for the endpoint and the model of placement attempt
+        `attempt` (`endpoint_user_id`, `model_user_id`): derived from the record's id and the
+        attempt number, so a retried attempt collides with itself and never with another."""
+        return user_id("md-", self.id, f"-{attempt}")
+
+    @property
+    def attempt(self) -> int:
+        """The number of the current placement attempt (or of the last one, between two)."""
+        if self.placement:
+            return int(self.placement["attempt"])
+        return int(self.attempts[-1]["attempt"]) if self.attempts else 1
+
     @property
     def vertex_id(self) -> str:
-        """The id asked of Vertex AI for the endpoint and the model (`endpoint_user_id`,
-        `model_user_id`): derived from the record's, so a retried deploy collides."""
-        return user_id("md-", self.id)
+        """The Vertex AI endpoint and model id of the current (or last) attempt."""
+        return self.attempt_id(self.attempt)
+
+    @property
+    def region(self) -> str | None:
+        """The region of the current (or last) placement attempt; None before the first."""
+        latest = self.placement or (self.attempts[-1] if self.attempts else None)
+        return str(latest["region"]) if latest else None
+
+    def attempt_endpoint(self, project: str, default_region: str) -> str:
+        """The endpoint the current (or last) attempt creates, in its region (`default_region`
+        before the first attempt)."""
+        return endpoint_name(project, self.region or default_region, self.vertex_id)
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, JSON-friendly apart from datetimes (the store and API format those)."""
@@ -145,7 +179,11 @@ class Deployment:
             "deployed_model_id": self.deployed_model_id,
             "error": self.error,
             "lease_expires_at": self.lease_expires_at,
-            "attempts": self.attempts,
+            "claims": self.claims,
+            "candidates": list(self.candidates) if self.candidates is not None else None,
+            "preflight": self.preflight,
+            "placement": self.placement,
+            "attempts": list(self.attempts),
             "event_sequence": self.event_sequence,
             "published_sequence": self.published_sequence,
         }
@@ -182,9 +220,10 @@ def endpoint_name(project: str, region: str, endpoint_id: str) -> str:
     return f"{location_name(project, region)}/endpoints/{endpoint_id}"
 
 
-def user_id(prefix: str, deployment_id: str) -> str:
-    """A Vertex resource id: starts with a letter, [a-z0-9-], at most 63 characters."""
-    return (prefix + deployment_id)[:63].rstrip("-")
+def user_id(prefix: str, deployment_id: str, suffix: str = "") -> str:
+    """A Vertex resource id: starts with a letter, [a-z0-9-], at most 63 characters, ending in
+    `suffix` whole."""
+    return (prefix + deployment_id)[: 63 - len(suffix)].rstrip("-") + suffix
 
 
 def deployment_id(bucket: str, folder: str, fingerprint: str) -> str:
@@ -216,7 +255,7 @@ def new_deployment(
 def advance(
     deployment: Deployment, to: State, at: datetime, note: str = "", **changes: Any
 ) -> Deployment:
-    """The record after moving to state `to` (its attempts start again at 0 unless `changes`
+    """The record after moving to state `to` (its claims start again at 0 unless `changes`
     say otherwise); raises InvalidTransition when not allowed."""
     if to not in TRANSITIONS[deployment.state]:
         allowed = ", ".join(sorted(TRANSITIONS[deployment.state])) or "none (terminal)"
@@ -231,7 +270,7 @@ def advance(
         updated_at=at,
         history=history,
         event_sequence=deployment.event_sequence + 1,
-        **{"attempts": 0, **changes},
+        **{"claims": 0, **changes},
     )
 
 

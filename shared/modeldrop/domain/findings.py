@@ -121,6 +121,7 @@ class Verdict:
     matched_base: str | None = None
     parameters: int | None = None
     weight_bytes: int | None = None
+    attention_heads: int | None = None  # num_attention_heads: the machines it can be split over
     recommended_machine: MachineSpec | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -140,6 +141,7 @@ class Verdict:
             "matched_base": self.matched_base,
             "parameters": self.parameters,
             "weight_bytes": self.weight_bytes,
+            "attention_heads": self.attention_heads,
             "recommended_machine": (
                 self.recommended_machine.as_dict() if self.recommended_machine else None
             ),

@@ -13,28 +13,31 @@ from modeldrop.domain.deployment import (
     Deployment,
     State,
     advance,
-    endpoint_name,
     update,
 )
+from modeldrop.service import placement
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
-from modeldrop.service.records import commit
+from modeldrop.service.records import commit, hand_over
 
 MAX_DEPLOY_TIME = timedelta(hours=3)
 CANCELLABLE = (State.DETECTED, State.VALIDATING, State.VALIDATED)
 
 
 def expected_endpoint(ctx: Context, record: Deployment) -> str:
-    """The endpoint a deploy of this record creates (its id is derived from the record's)."""
-    return endpoint_name(ctx.settings.project, ctx.settings.region, record.vertex_id)
+    """The endpoint the record's current (or last) attempt creates (its id is derived from the
+    record's and the attempt number)."""
+    return record.attempt_endpoint(ctx.settings.project, ctx.settings.region)
 
 
 def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
-    """Look at a started deploy (its operation, or its endpoint after a crash-retry) and move
-    the record to DEPLOYED or FAILED when it is over. None while it is still running.
+    """Look at a started deploy attempt (its operation, or its endpoint after a crash-retry) and
+    move the record on when it is over: DEPLOYED, FAILED, or (an attempt that failed for
+    capacity) its endpoint deleted and the record queued for the next attempt. None while it is
+    still running.
 
     A record with an endpoint but no operation (a crash-retry found its endpoint there) gets the
-    Deploy operation Vertex AI lists for it, so a failed deploy ends FAILED at once.
+    Deploy operation Vertex AI lists for it, so a failed deploy ends at once.
 
     A Vertex AI error while looking ends the record FAILED when it is permanent, or when it has
     lasted past MAX_DEPLOY_TIME; a passing one (or an answer that cannot be read) is raised, to
@@ -64,6 +67,8 @@ def _unreadable(exc: Exception) -> DeployError:
 
 def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     now = ctx.clock()
+    if placement.clearing(record):
+        return _next_attempt(ctx, placement.clear(ctx, record))
     if record.endpoint and not record.operation:
         found = ctx.deployer.find_deploy_operation(record)
         if found:
@@ -77,15 +82,13 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
         if not status.done:
             return _timeout(ctx, record)
         if status.error:
-            failed = advance(
-                record,
-                State.FAILED,
-                now,
-                status.error["code"],
-                error=status.error,
-                lease_expires_at=None,
+            error = DeployError(
+                status.error["message"],
+                status.error.get("hint", ""),
+                code=status.error["code"],
+                capacity=status.capacity,
             )
-            return commit(ctx, failed)
+            return _next_attempt(ctx, placement.end_attempt(ctx, record, error))
         endpoint = status.endpoint or record.endpoint
     else:
         endpoint = record.endpoint
@@ -103,9 +106,18 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
         endpoint=info.name,
         endpoint_dns=info.dedicated_endpoint_dns,
         deployed_model_id=info.deployed_model_ids[0],
+        attempts=placement.landed(record, now),
         lease_expires_at=None,
     )
     return commit(ctx, deployed)
+
+
+def _next_attempt(ctx: Context, record: Deployment | None) -> Deployment | None:
+    """Hand a record whose failed attempt is cleared over to the deploy function (which starts
+    the next attempt: deploys need the Vertex SDK, polls do not)."""
+    if record is not None and placement.between_attempts(record):
+        hand_over(ctx, record)
+    return record
 
 
 def _timeout(ctx: Context, record: Deployment) -> Deployment | None:

@@ -101,10 +101,14 @@ class DeployStarted:
 
 @dataclass(frozen=True)
 class OperationStatus:
+    """A deploy operation: still running, done with its endpoint, or failed with `error`
+    ({code, message, hint}); `capacity` as DeployError's when it failed for capacity."""
+
     done: bool
     endpoint: str | None = None
     model: str | None = None
-    error: dict[str, str] | None = None  # {code, message, hint} when the operation failed
+    error: dict[str, str] | None = None
+    capacity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from modeldrop.domain.findings import excerpt
 from modeldrop.service.context import Context
 from modeldrop.service.deploy import claim_and_deploy, unstarted
 from modeldrop.service.lifecycle import poll_deploy, step_undeploy
-from modeldrop.service.records import commit, publish_pending
-from modeldrop.service.validate import drive_validation, hand_over
+from modeldrop.service.records import commit, hand_over, publish_pending
+from modeldrop.service.validate import drive_validation
 
 log = logs.get("reconcile")
 # A notification still pending this long after its transition was lost (its writer normally

@@ -93,30 +93,30 @@ def claim(ctx: Context, record: Deployment, state: State) -> Deployment | None:
     now = ctx.clock()
     lease = Deployment.lease_end(now, ctx.settings.lease_seconds)
     if record.state is not state:
-        return commit(ctx, advance(record, state, now, lease_expires_at=lease, attempts=1))
-    if record.attempts >= ctx.settings.max_attempts:
+        return commit(ctx, advance(record, state, now, lease_expires_at=lease, claims=1))
+    if record.claims >= ctx.settings.max_attempts:
         unfinished = ModeldropError(
-            f"{WORK[state]} was started {record.attempts} times; the last attempt stopped "
+            f"{WORK[state]} was started {record.claims} times; the last attempt stopped "
             "without a result (the function crashed, ran out of memory or timed out).",
             "Look the deployment id up in the function's logs; validate the folder locally "
             "with `modeldrop validate PATH`, then upload it again.",
             code="ATTEMPTS_EXHAUSTED",
         )
         return fail(ctx, record, unfinished)
-    return commit(ctx, update(record, now, lease_expires_at=lease, attempts=record.attempts + 1))
+    return commit(ctx, update(record, now, lease_expires_at=lease, claims=record.claims + 1))
 
 
 def retry_later(ctx: Context, record: Deployment, exc: ModeldropError) -> Deployment:
     """A retryable failure of claimed work: give the claim back with the error recorded and
     raise `exc`, so the event is delivered again (reconcile retries it too). At the last
     attempt, end the record FAILED with that error instead, and return it."""
-    if record.attempts >= ctx.settings.max_attempts:
-        again = f"It failed {record.attempts} times in a row; fix the cause, then upload again."
+    if record.claims >= ctx.settings.max_attempts:
+        again = f"It failed {record.claims} times in a row; fix the cause, then upload again."
         gave_up = ModeldropError(exc.message, f"{exc.hint} {again}".lstrip(), code=exc.code)
         return fail(ctx, record, gave_up) or record
     log.warning(
         "attempt %d of %d failed, to be retried: %s",
-        record.attempts,
+        record.claims,
         ctx.settings.max_attempts,
         exc,
         extra={"deployment_id": record.id},
@@ -132,3 +132,12 @@ def fail(ctx: Context, record: Deployment, exc: ModeldropError) -> Deployment | 
         record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(), lease_expires_at=None
     )
     return commit(ctx, failed)
+
+
+def hand_over(ctx: Context, record: Deployment) -> None:
+    """Queue a record for the deploy function: VALIDATED, or DEPLOYING between two placement
+    attempts. A lost message is not lost work: reconcile takes over records left waiting."""
+    try:
+        ctx.queue.publish_validated(record.id)
+    except Exception as exc:  # reconcile picks up VALIDATED and unstarted DEPLOYING records
+        log.warning("not queued for deploy yet: %s", exc, extra={"deployment_id": record.id})

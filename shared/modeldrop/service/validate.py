@@ -27,7 +27,7 @@ from modeldrop.domain.findings import MachineSpec, Verdict, error, excerpt, inte
 from modeldrop.domain.folder import FileInfo, Folder
 from modeldrop.errors import AccessError
 from modeldrop.service.context import Context, describe
-from modeldrop.service.records import claim, commit, create, retry_later
+from modeldrop.service.records import claim, commit, create, hand_over, retry_later
 from modeldrop.validation.architecture import BasePolicy
 from modeldrop.validation.validator import validate_folder
 
@@ -221,11 +221,3 @@ def _record_verdict(ctx: Context, record: Deployment, verdict: Verdict) -> Deplo
         return written or record
     hand_over(ctx, written)
     return written
-
-
-def hand_over(ctx: Context, record: Deployment) -> None:
-    """Queue a VALIDATED record for the deploy function (reconcile re-queues if this is lost)."""
-    try:
-        ctx.queue.publish_validated(record.id)
-    except Exception as exc:  # reconcile re-queues VALIDATED records whose lease expired
-        log.warning("not queued for deploy yet: %s", exc, extra={"deployment_id": record.id})

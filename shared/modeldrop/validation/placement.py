@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from modeldrop import catalog
 from modeldrop.domain.findings import MachineSpec
 from modeldrop.validation.sizing import exact, fit, spec_of
 
@@ -30,9 +31,11 @@ class Candidate:
     hourly_usd: Fraction
 
     def as_dict(self) -> dict[str, Any]:
+        """{region, machine_spec {machine_type, accelerator_type, accelerator_count}, spot,
+        hourly_usd}: the record's and the api's shape of a placement."""
         return {
             "region": self.region,
-            **self.machine_spec.as_dict(),
+            "machine_spec": self.machine_spec.as_dict(),
             "spot": self.spot,
             "hourly_usd": float(self.hourly_usd),
         }
@@ -45,6 +48,26 @@ def placement_of(overrides: Mapping[str, Any]) -> dict[str, Any]:
     if "spot" not in placement and overrides.get("spot"):
         placement["spot"] = "only"
     return placement
+
+
+def ladder(
+    weight_bytes: int,
+    heads: int | None,
+    overrides: Mapping[str, Any],
+    regions: Sequence[str],
+    default_spec: MachineSpec | None = None,
+) -> list[Candidate]:
+    """The candidates of a validated folder from the machine catalog: the machine_spec of its
+    modeldrop.yaml (else `default_spec`) pinned, its `placement` block applied."""
+    pinned = overrides.get("machine_spec")
+    return candidates(
+        weight_bytes,
+        heads,
+        catalog.machine_catalog(),
+        regions,
+        placement_of(overrides),
+        MachineSpec(**pinned) if pinned else default_spec,
+    )
 
 
 def candidates(

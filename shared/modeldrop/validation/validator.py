@@ -360,6 +360,7 @@ def _validate(folder: Folder, policy: BasePolicy, default_machine: MachineSpec |
         matched_base=matched_base,
         parameters=parameters,
         weight_bytes=weight_bytes,
+        attention_heads=config.fields.get("num_attention_heads") if config else None,
         recommended_machine=machine,
         overrides=overrides.values,
     )

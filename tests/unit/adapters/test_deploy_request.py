@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
 from google.cloud import aiplatform_v1beta1
 
 from modeldrop.adapters.vertex_deployer import DISPLAY_NAME_CHARS, deploy_request
@@ -18,15 +19,26 @@ MACHINE = {
 }
 
 
+def placed(region="us-central1", spot=False, attempt=1, machine=MACHINE):
+    return {
+        "attempt": attempt,
+        "region": region,
+        "machine_spec": machine,
+        "spot": spot,
+        "hourly_usd": 2.301,
+    }
+
+
 def deployment(**changes):
     base = new_deployment("bkt", "models/llama-ft", "fp", 7, AT)
-    return replace(base, machine=MACHINE, **changes)
+    return replace(base, **{"machine": MACHINE, "placement": placed(), **changes})
 
 
-def test_minimal_request_uses_the_recommended_machine_and_deterministic_ids():
+def test_minimal_request_deploys_the_placement_with_the_attempts_own_ids():
     d = deployment()
-    body = deploy_request(d, "proj", "us-central1")
+    body = deploy_request(d, "proj")
     assert body["destination"] == "projects/proj/locations/us-central1"
+    assert d.vertex_id == f"md-{d.id}-1"
     assert body["custom_model"] == {"gcs_uri": "gs://bkt/models/llama-ft"}
     assert body["model_config"]["model_user_id"] == d.vertex_id
     assert body["endpoint_config"]["endpoint_user_id"] == d.vertex_id
@@ -38,20 +50,40 @@ def test_minimal_request_uses_the_recommended_machine_and_deterministic_ids():
     assert request.deploy_config.dedicated_resources.machine_spec.accelerator_type == 11
 
 
+def test_a_later_attempt_has_its_own_ids_region_and_machine():
+    a100 = {"machine_type": "a2-highgpu-1g", "accelerator_type": "NVIDIA_TESLA_A100"}
+    d = deployment(placement=placed("europe-west4", True, 3, {**a100, "accelerator_count": 1}))
+    body = deploy_request(d, "proj")
+    assert body["destination"] == "projects/proj/locations/europe-west4"
+    assert body["endpoint_config"]["endpoint_user_id"] == f"md-{d.id}-3"
+    assert body["model_config"]["model_user_id"] == f"md-{d.id}-3"
+    resources = body["deploy_config"]["dedicated_resources"]
+    assert resources["machine_spec"]["machine_type"] == "a2-highgpu-1g" and resources["spot"]
+    assert d.attempt_endpoint("proj", "us-central1") == (
+        f"projects/proj/locations/europe-west4/endpoints/md-{d.id}-3"
+    )
+    aiplatform_v1beta1.DeployRequest(body)
+
+
+def test_a_deployment_without_a_placement_is_not_deployed():
+    with pytest.raises(ValueError, match="no placement"):
+        deploy_request(deployment(placement=None), "proj")
+
+
 def test_overrides_set_names_replicas_spot_psc_and_machine():
     overrides = {
         "model_display_name": "bot",
         "endpoint_display_name": "bot-ep",
-        "spot": True,
         "replicas": {"min": 2, "max": 3},
         "private_endpoint": {"enabled": True, "project_allowlist": ["client-project"]},
-        "machine_spec": {
-            "machine_type": "a2-ultragpu-1g",
-            "accelerator_type": "NVIDIA_A100_80GB",
-            "accelerator_count": 1,
-        },
     }
-    body = deploy_request(deployment(overrides=overrides), "proj", "europe-west4")
+    a100 = {
+        "machine_type": "a2-ultragpu-1g",
+        "accelerator_type": "NVIDIA_A100_80GB",
+        "accelerator_count": 1,
+    }
+    d = deployment(overrides=overrides, placement=placed("europe-west4", True, 1, a100))
+    body = deploy_request(d, "proj")
     assert body["model_config"]["model_display_name"] == "bot"
     assert body["endpoint_config"]["endpoint_display_name"] == "bot-ep"
     assert body["endpoint_config"]["private_service_connect_config"] == {
@@ -70,19 +102,20 @@ def test_overrides_set_names_replicas_spot_psc_and_machine():
 
 def test_user_ids_follow_vertex_rules():
     long = new_deployment("b", "models/" + "X" * 200, "fp", 1, AT)
-    for value in (long.vertex_id, long.vertex_id):
+    for value in (long.attempt_id(1), long.attempt_id(1234)):
         assert len(value) <= 63 and value[0].isalpha() and value[-1].isalnum()
         assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    assert long.attempt_id(1234).endswith("-1234") and long.attempt_id(1) != long.attempt_id(11)
 
 
 def test_operator_psc_allowlist_makes_every_endpoint_private_unless_the_folder_says():
-    body = deploy_request(deployment(), "proj", "us-central1", ("client-a", "client-b"))
+    body = deploy_request(deployment(), "proj", ("client-a", "client-b"))
     assert body["endpoint_config"]["private_service_connect_config"] == {
         "enable_private_service_connect": True,
         "project_allowlist": ["client-a", "client-b"],
     }
     own = {"private_endpoint": {"enabled": True, "project_allowlist": ["mine"]}}
-    body = deploy_request(deployment(overrides=own), "proj", "us-central1", ("client-a",))
+    body = deploy_request(deployment(overrides=own), "proj", ("client-a",))
     assert body["endpoint_config"]["private_service_connect_config"]["project_allowlist"] == [
         "mine"
     ]
@@ -90,8 +123,8 @@ def test_operator_psc_allowlist_makes_every_endpoint_private_unless_the_folder_s
 
 def test_a_long_folder_name_is_cut_to_vertex_display_name_length():
     long = "名" * 300
-    d = replace(new_deployment("bkt", f"models/{long}", "fp", 7, AT), machine=MACHINE)
-    body = deploy_request(d, "proj", "us-central1")
+    d = replace(new_deployment("bkt", f"models/{long}", "fp", 7, AT), placement=placed())
+    body = deploy_request(d, "proj")
     assert body["endpoint_config"]["endpoint_display_name"] == long[:DISPLAY_NAME_CHARS]
     assert body["model_config"]["model_display_name"] == long[:DISPLAY_NAME_CHARS]
     assert body["custom_model"]["gcs_uri"].endswith(long)  # the folder itself is untouched

@@ -125,5 +125,8 @@ def test_capacity_hints_name_the_quota_or_the_region():
     assert "aiplatform.googleapis.com/custom_model_serving_nvidia_l4_gpus" in quota.hint
     assert "europe-west4" in quota.hint
     stockout = classify_rpc_status(8, STOCKOUT, "us-east5")
-    assert stockout["code"] == "VERTEX_STOCKOUT" and "us-east5" in stockout["hint"]
-    assert STOCKOUT in stockout["message"]
+    assert (stockout.code, stockout.capacity) == ("VERTEX_STOCKOUT", "stockout")
+    assert "us-east5" in stockout.hint and STOCKOUT in stockout.message
+    # a Spot VM preempted before the model was ready (docs/predictions/use-spot-vms)
+    preempted = classify_rpc_status(8, "STOCKOUT: Spot VMs preempted in region: us-east5.", "r")
+    assert (preempted.code, preempted.capacity) == ("VERTEX_STOCKOUT", "stockout")

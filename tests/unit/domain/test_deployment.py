@@ -85,9 +85,9 @@ def test_snapshot_is_plain_json():
     assert data["created_at"] == AT.isoformat()
 
 
-def test_a_transition_starts_the_attempts_again_and_leases_expire():
-    d = advance(new_deployment("b", "models/m", "fp", 1, AT), State.VALIDATING, AT, attempts=3)
-    assert d.attempts == 3 and advance(d, State.FAILED, AT).attempts == 0
+def test_a_transition_starts_the_claims_again_and_leases_expire():
+    d = advance(new_deployment("b", "models/m", "fp", 1, AT), State.VALIDATING, AT, claims=3)
+    assert d.claims == 3 and advance(d, State.FAILED, AT).claims == 0
     assert d.lease_expired(AT)  # nobody holds it
     held = replace(d, lease_expires_at=AT + timedelta(seconds=1))
     assert not held.lease_expired(AT) and held.lease_expired(AT + timedelta(seconds=1))

@@ -1,4 +1,5 @@
-"""The emulator's capacity table: validation, quota refusals, stockouts, freeing, RecommendSpec."""
+"""The emulator's capacity table: validation, quota refusals, stockouts (Spot and injected),
+freeing, RecommendSpec."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from modeldrop.local.vertex.capacity import (
     load_capacity,
     parse_capacity,
     recommend_spec,
+    spot_stockout_error,
     stockout_error,
 )
 from modeldrop.local.vertex.errors import RpcError
@@ -27,7 +29,7 @@ def test_a_good_table_is_kept_and_bad_shapes_say_what_is_wrong(tmp_path: Path) -
         ([], "must be an object"),
         ({"r": []}, "object of accelerator types"),
         ({"r": {"NVIDIA_L5": {}}}, "unknown accelerator type"),
-        ({"r": {L4: {"quota": 1, "gpus": 2}}}, '"quota" and/or "stock"'),
+        ({"r": {L4: {"quota": 1, "gpus": 2}}}, '"quota", "stock" and/or "spot_stock"'),
         ({"r": {L4: {"quota": -1}}}, "whole number >= 0"),
         ({"r": {L4: {"stock": True}}}, "whole number >= 0"),
     ]:
@@ -66,6 +68,75 @@ def test_beyond_stock_is_accepted_but_holds_nothing() -> None:
         "code": 8,
         "message": "Resources are insufficient in region: us-central1.",
     }
+
+
+def test_spot_stock_is_parsed_like_the_other_limits() -> None:
+    table = {"us-central1": {L4: {"quota": 4, "stock": 0, "spot_stock": 2}}}
+    assert parse_capacity(table) == table
+    assert parse_capacity({"r": {L4: {"spot_stock": 0}}}) == {"r": {L4: {"spot_stock": 0}}}
+    for value in (-1, True, "2", 1.5, None):
+        with pytest.raises(ValueError, match=r"\['spot_stock'\] must be a whole number >= 0"):
+            parse_capacity({"r": {L4: {"spot_stock": value}}})
+    with pytest.raises(ValueError, match="spot_stock"):  # the message names the new field
+        parse_capacity({"r": {L4: {"spot": 1}}})
+
+
+def test_spot_deploys_beyond_spot_stock_stock_out_with_the_spot_error() -> None:
+    capacity = Capacity({"us-central1": {L4: {"quota": 8, "stock": 4, "spot_stock": 1}}})
+    assert capacity.acquire("us-central1", L4, 1, spot=True).in_stock
+    assert capacity.check("us-central1", L4, 1, spot=True) == (True, False)
+    assert capacity.check("us-central1", L4, 1) == (True, True)  # on demand: stock is 4
+    late = capacity.acquire("us-central1", L4, 1, spot=True)
+    assert not late.in_stock and late.spot_stockout
+    capacity.release(late)
+    assert capacity.in_use() == {"us-central1": {L4: 1}}  # the stocked-out deploy holds nothing
+    error = late.stockout()
+    assert error.http_status == 429 and error.status == "RESOURCE_EXHAUSTED"
+    assert error.message == (
+        "STOCKOUT: the Spot VMs for NVIDIA_L4 were preempted before the model was ready in "
+        "region: us-central1."
+    )
+    assert error.to_rpc_status() == spot_stockout_error("us-central1", L4).to_rpc_status()
+    assert error.to_rpc_status()["code"] == 8
+    on_demand = capacity.acquire("us-central1", L4, 3)  # Spot GPUs count against stock: 1 + 3
+    assert on_demand.in_stock and not capacity.acquire("us-central1", L4, 1).in_stock
+    assert capacity.acquire("us-central1", L4, 1).stockout().message == (
+        "Resources are insufficient in region: us-central1."
+    )
+
+
+def test_spot_stock_defaults_to_stock_and_may_exceed_it_and_spot_counts_against_quota() -> None:
+    capacity = Capacity(
+        {"r": {L4: {"stock": 1}}, "s": {L4: {"quota": 2, "stock": 0, "spot_stock": 2}}}
+    )
+    assert capacity.acquire("r", L4, 1, spot=True).in_stock
+    missing = capacity.acquire("r", L4, 1, spot=True)  # no spot_stock: the stock, 1
+    assert not missing.in_stock and "STOCKOUT" in missing.stockout().message
+    assert not capacity.acquire("s", L4, 1).in_stock  # no on-demand stock in s
+    assert capacity.acquire("s", L4, 2, spot=True).in_stock  # but Spot capacity
+    with pytest.raises(RpcError, match="custom_model_serving_nvidia_l4_gpus") as caught:
+        capacity.acquire("s", L4, 1, spot=True)
+    assert caught.value.http_status == 429
+    assert capacity.in_use() == {"r": {L4: 1}, "s": {L4: 2}}
+    assert capacity.acquire("elsewhere", L4, 64, spot=True).in_stock  # no entry: unlimited
+
+    # RecommendSpec has no Spot field: it answers for on-demand deploys, from stock
+    spot_only = Capacity({"r": {L4: {"stock": 1, "spot_stock": 0}}})
+    body = {"gcsUri": "gs://b/m", "checkMachineAvailability": True}
+    offered = recommend_spec(spot_only, "r", body, enum_numbers=False)["recommendations"]
+    assert "g2-standard-12" in {r["spec"]["machineSpec"]["machineType"] for r in offered}
+
+
+def test_an_injected_stockout_holds_nothing_but_the_quota_still_comes_first() -> None:
+    capacity = Capacity({"us-central1": {L4: {"quota": 1}}})
+    grant = capacity.acquire("us-central1", L4, 1, stockout=True)
+    assert not grant.in_stock and not grant.spot_stockout
+    assert grant.stockout().message == "Resources are insufficient in region: us-central1."
+    assert capacity.in_use() == {}
+    assert not capacity.acquire("us-central1", L4, 1, spot=True, stockout=True).spot_stockout
+    capacity.acquire("us-central1", L4, 1)
+    with pytest.raises(RpcError, match="Quota exceeded"):
+        capacity.acquire("us-central1", L4, 1, stockout=True)
 
 
 def test_released_gpus_can_be_used_again_and_a_new_table_keeps_them_in_use() -> None:

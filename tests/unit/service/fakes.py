@@ -111,9 +111,13 @@ class FakeQueue:
 
 @dataclass
 class FakeDeployer:
-    """Vertex AI in memory: operations complete when the test says so."""
+    """Vertex AI in memory: operations complete when the test says so. Endpoints are named as
+    Vertex AI names them (the attempt's region and id), in `project`."""
 
+    project: str = "p"
+    region: str = "us-central1"  # where a deployment without a placement would go
     deploy_calls: list[str] = field(default_factory=list)
+    deployed_placements: list[dict] = field(default_factory=list)  # placement of each call
     endpoints: dict[str, EndpointInfo] = field(default_factory=dict)
     operations: dict[str, OperationStatus] = field(default_factory=dict)
     deploy_models: dict[str, str] = field(default_factory=dict)  # operation: its model id
@@ -126,25 +130,30 @@ class FakeDeployer:
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
         self.deploy_calls.append(deployment.id)
+        self.deployed_placements.append(dict(deployment.placement or {}))
         if self.failures:
             raise self.failures.pop(0)
-        name = f"projects/p/locations/r/endpoints/{deployment.vertex_id}"
+        name = deployment.attempt_endpoint(self.project, self.region)
         if name in self.endpoints:
             return DeployStarted(operation=None, endpoint=name)
         self.endpoints[name] = EndpointInfo(name, None)
-        operation = f"projects/p/locations/r/operations/{len(self.operations) + 1}"
+        location = name.rsplit("/endpoints/", 1)[0]
+        operation = f"{location}/operations/{len(self.operations) + 1}"
         self.operations[operation] = OperationStatus(done=False)
         self.deploy_models[operation] = deployment.vertex_id
         return DeployStarted(operation=operation)
 
-    def finish(self, operation: str | None = None, error: dict | None = None) -> None:
-        """Complete one (default: every) pending operation, successfully unless `error`."""
+    def finish(
+        self, operation: str | None = None, error: dict | None = None, capacity: str | None = None
+    ) -> None:
+        """Complete one (default: every) pending operation, successfully unless `error` (failed
+        for `capacity` when given: no_quota, stockout, unavailable)."""
         for name, status in self.operations.items():
             if status.done or (operation and name != operation):
                 continue
             endpoint = next(e for e in self.endpoints if not self.endpoints[e].ready)
             if error:
-                self.operations[name] = OperationStatus(done=True, error=error)
+                self.operations[name] = OperationStatus(done=True, error=error, capacity=capacity)
             else:
                 self.endpoints[endpoint] = EndpointInfo(endpoint, "127.0.0.1:9", ["42"])
                 self.operations[name] = OperationStatus(done=True, endpoint=endpoint, model="m")
@@ -299,6 +308,7 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
     }
     endpoints = FakeEndpoints()
     settings = Settings.from_env(env)
+    deployer.project, deployer.region = settings.project, settings.region
     ctx = ApiContext(
         settings,
         store,

@@ -97,7 +97,7 @@ def test_storage_errors_are_retried_then_the_record_fails(h, model):
         upload_all(h, model)
     (record_id,) = h.store.rows
     for attempt in range(2, ATTEMPTS + 1):
-        assert h.store.get(record_id).attempts == attempt - 1
+        assert h.store.get(record_id).claims == attempt - 1
         h.clock.advance(1)
         assert reconcile(h.ctx).errors.keys() == ({record_id} if attempt < ATTEMPTS else set())
     failed = h.store.get(record_id)
@@ -117,7 +117,7 @@ def test_storage_recovering_before_the_bound_validates(h, model):
     (record_id,) = h.store.rows
     assert reconcile(h.ctx).moved == {record_id: "VALIDATED"}
     validated = h.store.get(record_id)
-    assert (validated.attempts, validated.error) == (0, None)
+    assert (validated.claims, validated.error) == (0, None)
 
 
 def test_a_worker_dying_in_validation_every_time_ends_failed(h, model):

@@ -49,9 +49,11 @@ def test_ordered_by_price_then_by_region_order():
     assert first.hourly_usd == Fraction(1) and first.machine_spec == MachineSpec("s-1", "SMALL", 1)
     assert first.as_dict() == {
         "region": "us-central1",
-        "machine_type": "s-1",
-        "accelerator_type": "SMALL",
-        "accelerator_count": 1,
+        "machine_spec": {
+            "machine_type": "s-1",
+            "accelerator_type": "SMALL",
+            "accelerator_count": 1,
+        },
         "spot": False,
         "hourly_usd": 1.0,
     }
@@ -142,9 +144,11 @@ def test_validate_prints_the_ladder(tmp_path, capsys):
     assert list(body)[-1] == "candidates" and body["recommended_machine"]
     assert body["candidates"][0] == {
         "region": "us-east4",
-        "machine_type": "g2-standard-4",
-        "accelerator_type": "NVIDIA_L4",
-        "accelerator_count": 1,
+        "machine_spec": {
+            "machine_type": "g2-standard-4",
+            "accelerator_type": "NVIDIA_L4",
+            "accelerator_count": 1,
+        },
         "spot": True,
         "hourly_usd": 0.8129,
     }

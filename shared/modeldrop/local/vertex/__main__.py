@@ -40,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--capacity",
         default=None,
         metavar="FILE",
-        help='GPU capacity JSON, {"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N}}} '
-        "(missing: unlimited; replace at run time with POST /emulator/capacity)",
+        help="GPU capacity JSON, "
+        '{"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N, "spot_stock": N}}} '
+        "(missing: unlimited; spot_stock, what Spot deploys may use, defaults to stock; "
+        "replace at run time with POST /emulator/capacity)",
     )
 
 

@@ -1,10 +1,14 @@
 """GPU capacity per region and accelerator type: quota refusals, stockouts and RecommendSpec.
 
-The table is `{"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N}}}` in GPUs; a missing
-region, accelerator or field is unlimited. GPUs held by deployed (or deploying) models count
-against both numbers. A deploy beyond `quota` is refused at once (429, as Vertex AI does); one
-beyond `stock` is accepted and its operation fails with Vertex AI's stockout error. Spot deploys
-count against the same numbers: the reference names no preemptible serving quota metric.
+The table is `{"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N, "spot_stock": N}}}` in
+GPUs; a missing region, accelerator or field is unlimited, except `spot_stock`, which defaults to
+`stock`. GPUs held by deployed (or deploying) models, Spot or not, count against every number.
+A deploy beyond `quota` is refused at once (429, as Vertex AI does). An on-demand deploy beyond
+`stock` is accepted and its operation fails with Vertex AI's stockout error; a Spot deploy
+(dedicated_resources.spot) is measured against `spot_stock` instead of `stock`, and beyond it
+its operation fails with a Spot STOCKOUT error. Spot deploys count against the same quota: the
+reference names no preemptible serving quota metric. RecommendSpec has no Spot field, so it
+answers for on-demand deploys.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from modeldrop.local.vertex.errors import RpcError, invalid
 from modeldrop.local.vertex.faults import serving_quota_error
 
 STOCK_DELAY_S = 0.2  # how long a deploy that will stock out looks like it is starting
-FIELDS = ("quota", "stock")
+FIELDS = ("quota", "stock", "spot_stock")
 Table = dict[str, dict[str, dict[str, int]]]
 
 
 def parse_capacity(table: Any) -> Table:
     """A checked capacity table; ValueError says what is wrong and what is expected."""
-    shape = '{"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N}}}'
+    shape = '{"REGION": {"ACCELERATOR_TYPE": {"quota": N, "stock": N, "spot_stock": N}}}'
     if not isinstance(table, dict):
         raise ValueError(f"the capacity table must be an object {shape}")
     known = set(accelerator_names().values())
@@ -41,7 +45,9 @@ def parse_capacity(table: Any) -> Table:
             if accelerator not in known:
                 raise ValueError(f"{where}: unknown accelerator type (e.g. NVIDIA_L4)")
             if not isinstance(limits, dict) or set(limits) - set(FIELDS):
-                raise ValueError(f'{where} must be an object with "quota" and/or "stock"')
+                raise ValueError(
+                    f'{where} must be an object with "quota", "stock" and/or "spot_stock"'
+                )
             for name, value in limits.items():
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"{where}[{name!r}] must be a whole number >= 0 (GPUs)")
@@ -59,12 +65,20 @@ def load_capacity(path: str | Path) -> Table:
 
 @dataclass(frozen=True)
 class Grant:
-    """GPUs held by one deploy; `in_stock` False: nothing held, the deploy will stock out."""
+    """GPUs held by one deploy; `in_stock` False: nothing held, the deploy will stock out (with
+    the Spot error when `spot_stockout`: a Spot deploy beyond the table's spot_stock)."""
 
     region: str
     accelerator: str
     gpus: int
     in_stock: bool
+    spot_stockout: bool = False
+
+    def stockout(self) -> RpcError:
+        """The error the operation of a deploy not in stock fails with."""
+        if self.spot_stockout:
+            return spot_stockout_error(self.region, self.accelerator)
+        return stockout_error(self.region)
 
 
 def stockout_error(region: str) -> RpcError:
@@ -75,6 +89,22 @@ def stockout_error(region: str) -> RpcError:
     """
     return RpcError(
         f"Resources are insufficient in region: {region}.",
+        code="RESOURCE_EXHAUSTED",
+        http_status=429,
+    )
+
+
+def spot_stockout_error(region: str, accelerator: str) -> RpcError:
+    """A Spot deploy's stockout, as the deploy operation's error.
+
+    https://cloud.google.com/vertex-ai/docs/predictions/use-spot-vms ("Preemption handling"):
+    "When Spot VMs are preempted, the prediction job fails with a STOCKOUT error". The docs give
+    only the word STOCKOUT; the rest of the wording and RESOURCE_EXHAUSTED (as stockout_error)
+    are the emulator's choice.
+    """
+    return RpcError(
+        f"STOCKOUT: the Spot VMs for {accelerator} were preempted before the model was ready "
+        f"in region: {region}.",
         code="RESOURCE_EXHAUSTED",
         http_status=429,
     )
@@ -106,8 +136,12 @@ class Capacity:
                     used.setdefault(region, {})[accelerator] = gpus
             return used
 
-    def acquire(self, region: str, accelerator: str, gpus: int) -> Grant:
-        """Hold `gpus` for a deploy; 429 beyond quota; a Grant not in stock beyond stock."""
+    def acquire(
+        self, region: str, accelerator: str, gpus: int, spot: bool = False, stockout: bool = False
+    ) -> Grant:
+        """Hold `gpus` for a deploy; 429 beyond quota; a Grant not in stock beyond stock (for a
+        `spot` deploy: beyond spot_stock). `stockout`: an injected stockout, a Grant not in stock
+        whatever the table says (the quota is still checked first)."""
         with self._lock:
             used = self._used.get((region, accelerator), 0)
             if not self._fits(region, accelerator, "quota", used + gpus):
@@ -118,8 +152,10 @@ class Capacity:
                     f"quota of {quota} are in use. Request a quota increase, free GPUs or "
                     "deploy in another region.",
                 )
-            if not self._fits(region, accelerator, "stock", used + gpus):
+            if stockout:
                 return Grant(region, accelerator, gpus, in_stock=False)
+            if not self._in_stock(region, accelerator, used + gpus, spot):
+                return Grant(region, accelerator, gpus, in_stock=False, spot_stockout=spot)
             self._used[(region, accelerator)] = used + gpus
             return Grant(region, accelerator, gpus, in_stock=True)
 
@@ -131,13 +167,16 @@ class Capacity:
             key = (grant.region, grant.accelerator)
             self._used[key] = max(0, self._used.get(key, 0) - grant.gpus)
 
-    def check(self, region: str, accelerator: str, gpus: int) -> tuple[bool, bool]:
-        """(within quota, in stock) for `gpus` more, without holding them."""
+    def check(
+        self, region: str, accelerator: str, gpus: int, spot: bool = False
+    ) -> tuple[bool, bool]:
+        """(within quota, in stock) for `gpus` more, without holding them; `spot`: in stock
+        means within spot_stock."""
         with self._lock:
             used = self._used.get((region, accelerator), 0) + gpus
             return (
                 self._fits(region, accelerator, "quota", used),
-                self._fits(region, accelerator, "stock", used),
+                self._in_stock(region, accelerator, used, spot),
             )
 
     def regions(self) -> list[str]:
@@ -150,6 +189,12 @@ class Capacity:
     def _fits(self, region: str, accelerator: str, name: str, gpus: int) -> bool:
         limit = self._limit(region, accelerator, name)
         return limit is None or gpus <= limit
+
+    def _in_stock(self, region: str, accelerator: str, gpus: int, spot: bool) -> bool:
+        """Whether `gpus` in use fit the stock: spot_stock for Spot (missing: stock)."""
+        if spot and self._limit(region, accelerator, "spot_stock") is not None:
+            return self._fits(region, accelerator, "spot_stock", gpus)
+        return self._fits(region, accelerator, "stock", gpus)
 
 
 def recommend_spec(

@@ -14,7 +14,7 @@ from typing import Any
 
 from modeldrop.adapters.gcs_folder import GcsFolder
 from modeldrop.domain.folder import FileInfo
-from modeldrop.local.vertex.capacity import STOCK_DELAY_S, Capacity, Grant, stockout_error
+from modeldrop.local.vertex.capacity import STOCK_DELAY_S, Capacity, Grant
 from modeldrop.local.vertex.checks import DeploySpec, check_deploy_request, check_endpoint_update
 from modeldrop.local.vertex.engines import (
     Engine,
@@ -62,7 +62,11 @@ class ControlPlane:
         self._closed = False
 
     # deploy
-    def deploy(self, project: str, location: str, body: Any) -> dict[str, Any]:
+    def deploy(
+        self, project: str, location: str, body: Any, stockout: bool = False
+    ) -> dict[str, Any]:
+        """Check and start a deploy; its operation comes back at once. `stockout`: an injected
+        stockout, the operation fails with the stockout error however much stock is left."""
         spec = check_deploy_request(body, project, location)
         if spec.ignored:
             log.info("deploy: %s accepted but not emulated", ", ".join(spec.ignored))
@@ -70,7 +74,11 @@ class ControlPlane:
         machine = spec.machine
         # the replicas that start hold GPUs (the emulator runs one engine whatever the count)
         grant = self.capacity.acquire(
-            spec.location, machine.accelerator_type, machine.accelerator_count * spec.min_replicas
+            spec.location,
+            machine.accelerator_type,
+            machine.accelerator_count * spec.min_replicas,
+            spot=spec.spot,
+            stockout=stockout,
         )
         try:
             start = self.registry.start_deploy(spec)
@@ -98,7 +106,7 @@ class ControlPlane:
         try:
             if not grant.in_stock:
                 time.sleep(STOCK_DELAY_S)
-                raise stockout_error(grant.region)
+                raise grant.stockout()
             local = fetch(folder, files, self.cache_dir)
             engine = create_engine(self.engine_kind, local, start.model_id, self.cache_dir / "logs")
             with self._lock:

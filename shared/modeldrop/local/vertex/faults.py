@@ -6,6 +6,13 @@ e.g. ``503x2,429x1`` (the next 2 control-plane calls answer 503 UNAVAILABLE, the
 as JSON: ``{"status": 503, "count": 2, "routes": ["deploy"]}``. Faults fire in order; a fault
 with routes waits for a call on one of them. Without routes a fault hits any control-plane
 route; "query" (the dedicated-endpoint routes) is hit only when named.
+
+The status ``stockout`` (``stockout[xCOUNT]``, or ``{"status": "stockout", "count": N}``) is a
+stockout that RecommendSpec cannot foresee: it applies to the deploy route only, and the deploy
+it hits is accepted (an operation comes back as usual) and its operation fails a moment later
+with Vertex AI's stockout error ("Resources are insufficient in region: R."), holding no GPUs.
+Like every fault it is spent on the next matching call, even one refused for its own reasons
+(a bad request, or the quota).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from modeldrop.catalog import serving_quota_metric
+from modeldrop.local.vertex.checks import DEFAULT_MACHINE
 from modeldrop.local.vertex.errors import RpcError, error_info, invalid
 
 log = logging.getLogger("modeldrop.vertex")
@@ -25,6 +34,8 @@ ENV_VAR = "MODELDROP_VERTEX_FAULTS"
 CONTROL_ROUTES = ("deploy", "operations", "endpoints", "undeploy", "delete")
 ROUTES = (*CONTROL_ROUTES, "query")
 SUPPORTED = (400, 403, 404, 409, 429, 500, 503, 504)
+STOCKOUT = "stockout"  # the deploy is accepted, its operation stocks out
+STOCKOUT_ROUTES = ("deploy",)
 
 # The IAM permission each route needs (what a 403 names).
 PERMISSIONS = {
@@ -35,14 +46,16 @@ PERMISSIONS = {
     "delete": "aiplatform.endpoints.delete",
     "query": "aiplatform.endpoints.predict",
 }
-_SPEC = re.compile(r"(?P<status>\d{3})(?:x(?P<count>\d+))?(?:@(?P<routes>[a-z+]+))?")
+_STATUS = rf"(?P<status>\d{{3}}|{STOCKOUT})"
+_SPEC = re.compile(_STATUS + r"(?:x(?P<count>\d+))?(?:@(?P<routes>[a-z+]+))?")
 
 
 @dataclass
 class Fault:
-    """`count` more calls on `routes` (empty: any control-plane route) answer `status`."""
+    """`count` more calls on `routes` (empty: any control-plane route) answer `status` (an HTTP
+    status, or "stockout": the deploy's operation stocks out)."""
 
-    status: int
+    status: int | str
     count: int = 1
     routes: tuple[str, ...] = ()
 
@@ -55,8 +68,13 @@ class Fault:
 
 def make_fault(status: Any, count: Any = 1, routes: Any = ()) -> Fault:
     """A checked Fault; ValueError says what is wrong."""
-    if isinstance(status, bool) or not isinstance(status, int) or status not in SUPPORTED:
-        raise ValueError(f"fault status {status!r} is not supported; use one of {SUPPORTED}")
+    stockout = status == STOCKOUT
+    if not stockout and (
+        isinstance(status, bool) or not isinstance(status, int) or status not in SUPPORTED
+    ):
+        raise ValueError(
+            f"fault status {status!r} is not supported; use one of {SUPPORTED} or {STOCKOUT!r}"
+        )
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"fault count {count!r} must be a whole number >= 1")
     if isinstance(routes, str):
@@ -65,21 +83,30 @@ def make_fault(status: Any, count: Any = 1, routes: Any = ()) -> Fault:
         raise ValueError(f"fault routes {routes!r} must be a list of route names")
     if unknown := sorted(set(routes) - set(ROUTES)):
         raise ValueError(f"unknown fault routes {unknown}; choose from {list(ROUTES)}")
+    if stockout:
+        if other := sorted(set(routes) - set(STOCKOUT_ROUTES)):
+            raise ValueError(
+                f"a {STOCKOUT!r} fault applies to the deploy route only, not {other}; "
+                'leave routes out or use ["deploy"]'
+            )
+        routes = STOCKOUT_ROUTES
     return Fault(status, count, tuple(routes))
 
 
 def parse_faults(spec: str) -> list[Fault]:
-    """Faults from ``503x2,429x1,403@deploy+undeploy``; ValueError on a bad item."""
+    """Faults from ``503x2,429x1,403@deploy+undeploy,stockout``; ValueError on a bad item."""
     faults = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         match = _SPEC.fullmatch(item)
         if not match:
             raise ValueError(
                 f"bad fault {item!r} in {ENV_VAR}; write STATUS[xCOUNT][@ROUTE+ROUTE], "
-                "e.g. 503x2,429x1 or 403@deploy"
+                "e.g. 503x2,429x1, 403@deploy or stockoutx2"
             )
         routes = tuple(match["routes"].split("+")) if match["routes"] else ()
-        faults.append(make_fault(int(match["status"]), int(match["count"] or 1), routes))
+        status = match["status"]
+        code = status if status == STOCKOUT else int(status)
+        faults.append(make_fault(code, int(match["count"] or 1), routes))
     return faults
 
 
@@ -87,7 +114,10 @@ def faults_from_json(body: Any) -> list[Fault]:
     """The faults of a POST /emulator/faults body: one fault object, or {"faults": [...]}."""
     items = body.get("faults", [body]) if isinstance(body, dict) else body
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise invalid('POST /emulator/faults takes {"status": 503, "count": 2, "routes": [...]}.')
+        raise invalid(
+            'POST /emulator/faults takes {"status": 503, "count": 2, "routes": [...]} (or '
+            '"status": "stockout").'
+        )
     try:
         return [make_fault(i.get("status"), i.get("count", 1), i.get("routes", ())) for i in items]
     except ValueError as exc:
@@ -136,7 +166,7 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
 
 def serving_quota_error(accelerator: str | None, reason: str) -> RpcError:
     """429 RESOURCE_EXHAUSTED naming the serving GPU quota metric a deploy exceeds."""
-    quota = f"aiplatform.googleapis.com/{serving_quota(accelerator)}"
+    quota = serving_quota(accelerator)
     return RpcError(
         f"Quota exceeded for {quota}: {reason}",
         http_status=429,
@@ -145,17 +175,9 @@ def serving_quota_error(accelerator: str | None, reason: str) -> RpcError:
 
 
 def serving_quota(accelerator: str | None) -> str:
-    """The per-region serving GPU quota metric for an accelerator name, e.g. NVIDIA_L4."""
-    names = {
-        "NVIDIA_L4": "nvidia_l4",
-        "NVIDIA_TESLA_A100": "nvidia_a100",
-        "NVIDIA_A100_80GB": "nvidia_a100_80gb",
-        "NVIDIA_H100_80GB": "nvidia_h100",
-        "NVIDIA_H100_MEGA_80GB": "nvidia_h100_mega",
-        "NVIDIA_H200_141GB": "nvidia_h200",
-        "NVIDIA_B200": "nvidia_b200",
-    }
-    return f"custom_model_serving_{names.get(accelerator or '', 'nvidia_l4')}_gpus"
+    """The per-region serving GPU quota metric (full name, from the machine catalog) for an
+    accelerator name, e.g. NVIDIA_L4; None (a deploy body naming none): the default machine's."""
+    return serving_quota_metric(accelerator or DEFAULT_MACHINE[1])
 
 
 class FaultInjector:
@@ -168,14 +190,20 @@ class FaultInjector:
         self.fired = 0
         self._calls: Counter[str] = Counter()  # faulted calls included
 
-    def call(self, route: str, resource: str, accelerator: str | None = None) -> None:
-        """Count a call on `route` to `resource`; raise the next pending fault for it, if any."""
+    def call(self, route: str, resource: str, accelerator: str | None = None) -> str | None:
+        """Count a call on `route` to `resource`; raise the next pending fault for it, if any.
+
+        A "stockout" fault is not raised: its name, STOCKOUT, is returned for the deploy route
+        to go on and stock out in its operation; otherwise None."""
         with self._lock:
             self._calls[route] += 1
         status = self.take(route)
-        if status is not None:
-            log.info("fault: %s on %s %s", status, route, resource)
-            raise fault_error(status, route, resource, accelerator)
+        if status is None:
+            return None
+        log.info("fault: %s on %s %s", status, route, resource)
+        if isinstance(status, str):
+            return status
+        raise fault_error(status, route, resource, accelerator)
 
     def report(self) -> dict[str, Any]:
         """Calls per route, deploy calls, pending and fired faults (for /emulator/state)."""
@@ -200,7 +228,7 @@ class FaultInjector:
         with self._lock:
             return [fault.as_dict() for fault in self._faults]
 
-    def take(self, route: str) -> int | None:
+    def take(self, route: str) -> int | str | None:
         """The status of the first pending fault matching `route` (using it up), or None."""
         with self._lock:
             for index, fault in enumerate(self._faults):

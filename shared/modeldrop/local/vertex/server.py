@@ -5,7 +5,7 @@ of a location) under /ui and /v1beta1, endpoints GET/PATCH/DELETE, `:undeployMod
 GET/DELETE. Dedicated-endpoint queries (clients reach them at https://{dedicatedEndpointDns},
 the emulator's TLS port): `/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`.
 ModelService `:recommendSpec` answers from the capacity table. Admin: /emulator/state,
-/emulator/faults, /emulator/capacity.
+/emulator/faults (a "stockout" fault makes a deploy's operation stock out), /emulator/capacity.
 Every route answers on both ports; `emulator.VertexEmulator` serves them.
 """
 
@@ -25,7 +25,7 @@ from modeldrop.local.vertex.checks import requested_accelerator
 from modeldrop.local.vertex.control import ControlPlane
 from modeldrop.local.vertex.engines import Engine
 from modeldrop.local.vertex.errors import RpcError, invalid
-from modeldrop.local.vertex.faults import FaultInjector, faults_from_json
+from modeldrop.local.vertex.faults import STOCKOUT, FaultInjector, faults_from_json
 from modeldrop.local.vertex.proxy import EngineClient, relay
 
 log = logging.getLogger("modeldrop.vertex")
@@ -47,8 +47,8 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
     @app.post(f"/v1beta1/{LOC}:deploy")
     def deploy(project: str, location: str) -> Any:
         body = _json_body()
-        faults.call("deploy", location_name(project, location), requested_accelerator(body))
-        return control.deploy(project, location, body)
+        fault = faults.call("deploy", location_name(project, location), requested_accelerator(body))
+        return control.deploy(project, location, body, stockout=fault == STOCKOUT)
 
     @app.post(f"/v1beta1/{LOC}:recommendSpec")
     def recommend(project: str, location: str) -> Any:
