@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from modeldrop.local.emulators import missing_emulators
 from modeldrop.local.subscriber import EventSubscriber
@@ -40,6 +42,41 @@ def stack(tmp_path_factory) -> Iterator[Any]:
             yield s
         finally:
             s.events.close()
+
+
+# The capacity stack starts with no L4 quota in us-central1 and one L4 in stock in europe-west4;
+# tests replace the table (POST /emulator/capacity) with the one they need.
+CAPACITY = {"us-central1": {"NVIDIA_L4": {"quota": 0}}, "europe-west4": {"NVIDIA_L4": {"stock": 1}}}
+
+
+@pytest.fixture(scope="session")
+def capacity_stack(tmp_path_factory) -> Iterator[Any]:
+    """A second stack on the echo engine (no torch needed), started as `modeldrop up
+    --vertex-capacity FILE` with MODELDROP_REGIONS=us-central1,europe-west4 and two MODELDROP_*
+    variables the stack's own settings override. `started_with_capacity` is the emulator's
+    table right after the start."""
+    if reason := missing_emulators():
+        pytest.skip(f"EMULATORS MISSING: {reason}")
+    from modeldrop.local.stack import LocalStack, StackConfig
+
+    state_dir = Path(tmp_path_factory.mktemp("capacity"))
+    capacity = state_dir / "capacity.json"
+    capacity.write_text(json.dumps(CAPACITY))
+    config = StackConfig(
+        state_dir=state_dir,
+        engine="echo",
+        vertex_capacity=capacity,
+        tick_seconds=1.0,
+        lease_seconds=15,
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELDROP_REGIONS", "us-central1,europe-west4")
+        env.setenv("MODELDROP_VERTEX_API_ENDPOINT", "https://us-central1-aiplatform.googleapis.com")
+        env.setenv("MODELDROP_BASE_POLICY", "strict")
+        with LocalStack(config) as s:
+            url = f"{s.urls['vertex']}/emulator/capacity"
+            s.started_with_capacity = requests.get(url, timeout=10).json()["capacity"]
+            yield s
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def test_upload_to_deployed_with_ordered_cloudevents(stack, tiny_model):
     upload(stack, tiny_model, "happy")
     status = wait_state(stack, "happy")
     assert status["state"] == "DEPLOYED", status
-    assert status["endpoint_dns"] and status["endpoint"].endswith(status["id"])
+    assert status["endpoint_dns"] and status["endpoint"].endswith(f"md-{status['id']}-1")
     # as on Google Cloud, the endpoint answers at https://{endpoint_dns}: the emulator's CA verifies
     chat = requests.post(
         f"https://{status['endpoint_dns']}/v1beta1/{status['endpoint']}/chat/completions",
@@ -124,7 +124,7 @@ def test_duplicate_storm_deploys_once_and_notifies_once(stack, tiny_model):
     assert status["state"] == "DEPLOYED" and status["id"] == first["id"]
     time.sleep(3)  # let any (wrong) duplicate work surface
     vertex_after = requests.get(f"{stack.urls['vertex']}/emulator/state", timeout=10).json()
-    ours = [e for e in vertex_after["endpoints"] if e["name"].endswith(status["id"])]
+    ours = [e for e in vertex_after["endpoints"] if e["name"].endswith(f"md-{status['id']}-1")]
     assert len(ours) == 1
     assert vertex_after["deploy_calls"] - vertex_before["deploy_calls"] == 1
     assert states_of(stack, status["id"]).count("DEPLOYED") == 1
