@@ -68,7 +68,10 @@ def _unreadable(exc: Exception) -> DeployError:
 def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     now = ctx.clock()
     if placement.clearing(record):
-        return _next_attempt(ctx, placement.clear(ctx, record))
+        cleared = placement.clear(ctx, record)
+        if cleared is record:  # its model is still being undeployed
+            return _timeout(ctx, record)
+        return _next_attempt(ctx, cleared)
     if record.endpoint and not record.operation:
         found = ctx.deployer.find_deploy_operation(record)
         if found:

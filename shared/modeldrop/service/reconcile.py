@@ -1,7 +1,8 @@
 """reconcile: the periodic tick that moves long-running work forward and repairs what was lost.
 
-- DEPLOYING: poll the operation (or, after a crash-retry, the endpoint) -> DEPLOYED / FAILED;
-  take over claims whose lease expired before an operation was recorded.
+- DEPLOYING: poll the attempt's operation (or, after a crash-retry, its endpoint) -> DEPLOYED /
+  FAILED, or, when it failed for capacity, delete its endpoint and queue the next attempt; take
+  over claims whose lease expired before an attempt's operation was recorded.
 - UNDEPLOYING: step the undeploy until the endpoint is gone -> UNDEPLOYED.
 - DETECTED / VALIDATING with an expired lease: validate again (the worker died, or gave the
   claim back after a storage error); each claim counts, and the record ends FAILED after the

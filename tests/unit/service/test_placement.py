@@ -246,3 +246,19 @@ def test_a_crash_between_attempts_resumes_without_a_second_endpoint(h2, model):
     reconcile(h2.ctx)
     final = h2.store.get(record.id)
     assert final.state is State.DEPLOYED and [a["attempt"] for a in final.attempts] == [1, 2]
+
+
+def test_an_endpoint_that_never_goes_away_ends_failed_after_the_deploy_time(h2, model):
+    record = on_validated(h2.ctx, validated(h2, model).id)
+    h2.deployer.finish(error=STOCKOUT, capacity="stockout")
+    h2.deployer.undeploy = lambda endpoint: False  # its model keeps undeploying
+    reconcile(h2.ctx)
+    h2.clock.advance(3600)
+    reconcile(h2.ctx)
+    assert h2.store.get(record.id).state is State.DEPLOYING  # still clearing, within 3 h
+    h2.clock.advance(3 * 3600)
+    reconcile(h2.ctx)
+    final = h2.store.get(record.id)
+    assert final.state is State.FAILED and final.error["code"] == "DEPLOY_TIMEOUT"
+    assert final.endpoint.endswith(f"md-{record.id}-1")  # DELETE of the record cleans it up
+    assert h2.queue.messages == [record.id]  # never handed over for a second attempt
