@@ -12,7 +12,7 @@ locals {
     "eventarc.googleapis.com",             # storage and Pub/Sub triggers
     "firestore.googleapis.com",            # deployment records
     "iam.googleapis.com",                  # service accounts
-    "logging.googleapis.com",              # function and build logs
+    "logging.googleapis.com",              # function and build logs; serving logs are read
     "pubsub.googleapis.com",               # topics and subscriptions
     "run.googleapis.com",                  # 2nd gen functions run as Cloud Run services
     "secretmanager.googleapis.com",        # optional api tokens

@@ -41,7 +41,10 @@ locals {
 
   # Large maps nothing queries: no single-field indexes (a verdict with many findings would
   # otherwise make many index entries per write).
-  unindexed_fields = ["validation", "history", "overrides", "machine", "error"]
+  unindexed_fields = [
+    "validation", "history", "overrides", "machine", "error", "candidates", "preflight",
+    "placement", "attempts", "smoke_test",
+  ]
 }
 
 resource "google_firestore_index" "deployments" {

@@ -8,27 +8,33 @@ locals {
   #   deploy    - claims records, calls Model Garden Deploy with the folder's gs:// URI
   #   reconcile - polls/undeploys on Vertex AI, re-validates stalled folders, re-queues
   #               lost hand-overs, republishes notifications
-  #   api       - reads records, queries endpoints, undeploys on DELETE, notifies
+  #   api       - reads records, queries endpoints, undeploys on DELETE, notifies, reads
+  #               the serving containers' logs (GET /v1/deployments/{id}/logs)
+  # reconcile also reads the serving log of a deploy that failed (the record's error.logs).
   function_access = {
     validate = {
       reads_models = true
       topics       = ["validated", "events"]
       vertex       = false
+      reads_logs   = false
     }
     deploy = {
       reads_models = true # the deploy names the folder; reading it is the caller's right
       topics       = ["events"]
       vertex       = true
+      reads_logs   = false
     }
     reconcile = {
       reads_models = true
       topics       = ["validated", "events"]
       vertex       = true
+      reads_logs   = true
     }
     api = {
       reads_models = false
       topics       = ["events"]
       vertex       = true
+      reads_logs   = true
     }
   }
 
@@ -68,6 +74,16 @@ resource "google_project_iam_member" "function_vertex" {
 
   project = var.project
   role    = "roles/aiplatform.user"
+  member  = google_service_account.function[each.key].member
+}
+
+# Cloud Logging: read log entries (entries.list) of the serving containers. Read only;
+# roles/logging.viewer reads the _Default bucket's logs, which is where Vertex AI writes them.
+resource "google_project_iam_member" "function_reads_logs" {
+  for_each = { for fn, access in local.function_access : fn => access if access.reads_logs }
+
+  project = var.project
+  role    = "roles/logging.viewer"
   member  = google_service_account.function[each.key].member
 }
 

@@ -51,6 +51,7 @@ locals {
     MODELDROP_VERTEX_API_ENDPOINT  = ""
     MODELDROP_VERTEX_TRANSPORT     = "rest"
     MODELDROP_VERTEX_ANONYMOUS     = "false"
+    MODELDROP_LOGGING_API_ENDPOINT = "https://logging.googleapis.com" # serving logs (the api)
     MODELDROP_UPSTREAM_TIMEOUT     = tostring(var.upstream_timeout_seconds)
     MODELDROP_MAX_BODY_BYTES       = tostring(var.max_body_bytes)
     MODELDROP_RECORD_CACHE_SECONDS = tostring(var.record_cache_seconds)

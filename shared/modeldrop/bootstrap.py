@@ -37,10 +37,12 @@ def build_context(settings: Settings) -> Context:
     import google.cloud.pubsub_v1 as pubsub_v1  # a module import: mypy resolves it as such
     from google.cloud import firestore
 
+    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
     from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
     from modeldrop.adapters.gcs_folder import GcsFolder, default_client
     from modeldrop.adapters.pubsub_events import CloudEventPublisher
     from modeldrop.adapters.pubsub_queue import PubSubWorkQueue
+    from modeldrop.adapters.serving_logs import CloudServingLogs
     from modeldrop.adapters.vertex_deployer import VertexDeployer
 
     # one message per batch: a notification goes out at once instead of after 10 ms
@@ -61,6 +63,9 @@ def build_context(settings: Settings) -> Context:
         ),
         deployer=VertexDeployer(settings),
         open_folder=lambda uri: GcsFolder(uri, storage_client),
+        # both make their session (and import google.auth) on their first call
+        endpoints=DedicatedEndpointClient(settings),
+        serving_logs=CloudServingLogs(settings),
     )
 
 
@@ -72,15 +77,13 @@ def api_context() -> ApiContext:
 
 
 def build_api_context(settings: Settings) -> ApiContext:
-    """The service context plus what the api adds: the endpoint client and its caches."""
-    from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
+    """The service context plus what the api adds: its caches."""
     from modeldrop.api.cache import DeployedCache, Throttle
     from modeldrop.api.context import REFRESH_SECONDS, ApiContext
 
     base = build_context(settings)
     return ApiContext(
         **{f.name: getattr(base, f.name) for f in fields(base)},
-        endpoints=DedicatedEndpointClient(settings),
         deployed=DeployedCache(settings.record_cache_seconds),
         refresh=Throttle(REFRESH_SECONDS),
     )

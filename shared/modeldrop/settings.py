@@ -132,6 +132,13 @@ SETTINGS: dict[str, Setting] = {
     "vertex_api_endpoint": Setting(
         "MODELDROP_VERTEX_API_ENDPOINT", "", help="override, e.g. http://127.0.0.1:8090 (emulator)"
     ),
+    "logging_api_endpoint": Setting(
+        "MODELDROP_LOGGING_API_ENDPOINT",
+        "https://logging.googleapis.com",
+        _base_url,
+        "Cloud Logging API the serving logs are read from (the local stack: the Vertex AI "
+        "emulator, which answers entries:list too)",
+    ),
     "vertex_transport": Setting("MODELDROP_VERTEX_TRANSPORT", "rest", help="rest or grpc"),
     "vertex_anonymous": Setting(
         "MODELDROP_VERTEX_ANONYMOUS", "false", _bool, "anonymous credentials (emulator only)"
@@ -190,6 +197,7 @@ class Settings:
     collection: str
     lease_seconds: float
     vertex_api_endpoint: str
+    logging_api_endpoint: str
     vertex_transport: str
     vertex_anonymous: bool
     upstream_timeout: float

@@ -80,7 +80,13 @@ def deliver(store, root: Path, order: list[str], prefix: str) -> dict:
     from modeldrop.service.context import Context
     from modeldrop.service.validate import on_object_finalized
     from modeldrop.settings import Settings
-    from tests.unit.service.fakes import FakeDeployer, FakeEvents, FakeQueue
+    from tests.unit.service.fakes import (
+        FakeDeployer,
+        FakeEndpoints,
+        FakeEvents,
+        FakeQueue,
+        FakeServingLogs,
+    )
 
     uploader = default_client().bucket(BUCKET)
     client, counts = counting_client()
@@ -92,7 +98,16 @@ def deliver(store, root: Path, order: list[str], prefix: str) -> dict:
 
     settings = Settings.from_env({"MODELDROP_BUCKET": BUCKET, "MODELDROP_SETTLE_SECONDS": "0"})
     queue = FakeQueue()
-    ctx = Context(settings, store, FakeEvents(), queue, FakeDeployer(), open_folder)
+    ctx = Context(
+        settings,
+        store,
+        FakeEvents(),
+        queue,
+        FakeDeployer(),
+        open_folder,
+        endpoints=FakeEndpoints(),
+        serving_logs=FakeServingLogs(),
+    )
     results, handler_s = [], 0.0
     for name in order:
         uploader.blob(f"{prefix}/{name}").upload_from_filename(root / name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import requests
 
 from modeldrop.local.emulators import missing_emulators
 from modeldrop.local.subscriber import EventSubscriber
+from tests.fixtures.local_stack import upload, vertex, wait_state
+from tests.fixtures.model_folders import write_valid
 
 
 def _missing() -> str | None:
@@ -84,3 +87,31 @@ def tiny_model(tmp_path_factory) -> Path:
     from modeldrop.local.tiny_model import build_tiny_model
 
     return build_tiny_model(Path(tmp_path_factory.mktemp("tiny")) / "llama", "llama")
+
+
+@pytest.fixture
+def placing(capacity_stack, tmp_path):
+    """`place(name, modeldrop_yaml, capacity_table, faults)` uploads a valid folder to the
+    capacity stack with that table and those emulator faults, and returns when the upload
+    ended (time.monotonic). Afterwards the faults are cleared and what deployed is deleted."""
+    names: list[str] = []
+
+    def place(name: str, yaml: str, table: dict, faults: list[dict] = ()) -> float:
+        vertex(capacity_stack, "DELETE", "/emulator/faults")
+        vertex(capacity_stack, "POST", "/emulator/capacity", table)
+        for fault in faults:
+            vertex(capacity_stack, "POST", "/emulator/faults", fault)
+        folder = write_valid(tmp_path / name)
+        (folder / "modeldrop.yaml").write_text(yaml)
+        names.append(name)
+        started = time.monotonic()
+        upload(capacity_stack, folder, name)
+        return started
+
+    yield place
+    vertex(capacity_stack, "DELETE", "/emulator/faults")
+    for name in names:
+        body = requests.get(f"{capacity_stack.urls['api']}/v1/models/{name}", timeout=10).json()
+        if body.get("state") == "DEPLOYED":
+            requests.delete(body["links"]["self"], timeout=30)
+            wait_state(capacity_stack, name, {"UNDEPLOYED"}, timeout=60)

@@ -7,56 +7,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pytest
 import requests
 
-from modeldrop.adapters.gcs_folder import default_client
 from modeldrop.domain.deployment import State, advance, new_deployment
 from modeldrop.local.uploader import upload_folder
-from tests.fixtures.local_stack import upload, wait_state
+from tests.fixtures.local_stack import endpoints_of, storage_client, vertex, wait_state
 from tests.fixtures.model_folders import write_valid
 
 CHEAP = "placement: {max_hourly_usd: 0.9}\n"  # g2-standard-4 (1 x L4) in each region
-
-
-def vertex(stack: Any, method: str, path: str, body: Any = None) -> Any:
-    response = requests.request(method, f"{stack.urls['vertex']}{path}", json=body, timeout=10)
-    response.raise_for_status()
-    return response.json()
-
-
-@pytest.fixture
-def placing(capacity_stack, tmp_path):
-    """Uploads folders to the capacity stack; resets its faults and deletes what they deployed."""
-    names: list[str] = []
-
-    def place(name: str, yaml: str, table: dict, faults: list[dict] = ()) -> float:
-        vertex(capacity_stack, "DELETE", "/emulator/faults")
-        vertex(capacity_stack, "POST", "/emulator/capacity", table)
-        for fault in faults:
-            vertex(capacity_stack, "POST", "/emulator/faults", fault)
-        folder = write_valid(tmp_path / name)
-        (folder / "modeldrop.yaml").write_text(yaml)
-        names.append(name)
-        started = time.monotonic()
-        upload(capacity_stack, folder, name)
-        return started
-
-    yield place
-    vertex(capacity_stack, "DELETE", "/emulator/faults")
-    for name in names:
-        body = requests.get(f"{capacity_stack.urls['api']}/v1/models/{name}", timeout=10).json()
-        if body.get("state") == "DEPLOYED":
-            requests.delete(body["links"]["self"], timeout=30)
-            wait_state(capacity_stack, name, {"UNDEPLOYED"}, timeout=60)
-
-
-def endpoints_of(stack: Any, deployment_id: str) -> list[str]:
-    """The emulator's endpoints of one deployment (every attempt's ids start md-<id>-)."""
-    found = vertex(stack, "GET", "/emulator/state")["endpoints"]
-    return sorted(e["name"].rsplit("/", 1)[1] for e in found if f"md-{deployment_id}-" in e["name"])
 
 
 def tried(body: dict) -> list[tuple]:
@@ -166,7 +125,8 @@ def test_a_deploy_that_crashed_after_calling_deploy_resumes_with_one_endpoint(
     folder = write_valid(tmp_path / "crashed")
     (folder / "modeldrop.yaml").write_text(CHEAP)
     # outside the watched root: only this test's record exists for it
-    upload_folder(default_client(), folder, capacity_stack.config.bucket, "elsewhere/crashed")
+    bucket = capacity_stack.config.bucket
+    upload_folder(storage_client(capacity_stack), folder, bucket, "elsewhere/crashed")
     validation = {"verdict": "accepted", "weight_bytes": 4096, "attention_heads": 2}
     now = datetime.now(UTC)
     record = new_deployment(capacity_stack.config.bucket, "elsewhere/crashed", "fp", 1, now)

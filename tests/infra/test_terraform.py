@@ -384,7 +384,9 @@ def test_function_roles_are_least_privilege(terraform: Terraform) -> None:
         "roles/pubsub.publisher",  # the Cloud Storage service agent (storage trigger)
         "roles/cloudbuild.builds.builder",  # the build identity
         "roles/logging.logWriter",  # the build identity
+        "roles/logging.viewer",  # api and reconcile read the model servers' logs
     }
+    assert {fn for fn, a in access.items() if a["reads_logs"]} == {"api", "reconcile"}
     gcs = terraform.resource("google_project_iam_member", "gcs_agent_publishes")
     assert gcs["member"] == "${data.google_storage_project_service_account.gcs.member}"
     receiver = terraform.resource("google_project_iam_member", "trigger_receives_events")

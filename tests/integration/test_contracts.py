@@ -1,6 +1,6 @@
 """Contract tests: the same cases against the unit tests' fakes and the real adapters on the
-emulators (store on Firestore, work queue and events on Pub/Sub), so the fakes cannot drift from
-what they stand in for."""
+emulators (store on Firestore, work queue and events on Pub/Sub, serving logs on the Vertex AI
+emulator's Cloud Logging route), so the fakes cannot drift from what they stand in for."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
 from modeldrop.adapters.pubsub_admin import ensure_subscription, ensure_topic
 from modeldrop.adapters.pubsub_events import CloudEventPublisher
 from modeldrop.adapters.pubsub_queue import PubSubWorkQueue, read_validated
+from modeldrop.adapters.serving_logs import SEVERITIES, CloudServingLogs
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.errors import UsageError
-from modeldrop.service.ports import RecordTooLarge
+from modeldrop.service.ports import LogEntry, RecordTooLarge
+from modeldrop.settings import Settings
 from tests.fixtures.page_tokens import FOREIGN_TOKENS
 from tests.fixtures.pubsub import pull
-from tests.unit.service.fakes import FakeEvents, FakeQueue, FakeStore
+from tests.fixtures.vertex import deploy_and_wait
+from tests.unit.service.fakes import FakeEvents, FakeQueue, FakeServingLogs, FakeStore
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -183,3 +186,93 @@ def test_an_event_id_is_the_record_and_its_transition_number(events: Channel) ->
     first = events.publisher.publish(d)
     assert first == events.publisher.publish(d) == f"{d.id}-{d.event_sequence}"
     assert events.received(2) == ["VALIDATING", "VALIDATING"]
+
+
+# --- the serving logs ---------------------------------------------------------------------
+
+
+@dataclass
+class Logged:
+    """A ServingLogs, a deployment whose log has lines, and one whose log has none."""
+
+    logs: Any
+    deployment: Deployment
+    silent: Deployment
+
+
+@pytest.fixture(scope="module")
+def echo_vertex(gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The Vertex AI emulator (echo engine) with one model deployed and queried four times."""
+    import requests
+
+    from modeldrop.adapters.vertex_deployer import VertexDeployer
+    from modeldrop.local.vertex import VertexEmulator
+    from tests.fixtures.vertex import BUCKET, upload_folder
+
+    folder = tmp_path_factory.mktemp("contract-logs") / "echo-contract"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    upload_folder(gcs.client, folder, "models/echo-contract")
+    cache = folder.parent / "cache"
+    with VertexEmulator(engine="echo", cache_dir=cache, faults="", ca_dir=cache) as emulator:
+        settings = Settings.from_env(
+            {
+                "GOOGLE_CLOUD_PROJECT": "modeldrop-local",
+                "MODELDROP_REGION": "us-central1",
+                "MODELDROP_VERTEX_API_ENDPOINT": emulator.url,
+                "MODELDROP_LOGGING_API_ENDPOINT": emulator.url,
+                "MODELDROP_VERTEX_ANONYMOUS": "true",
+            }
+        )
+        deployer = VertexDeployer(settings)
+        machine = {
+            "machine_type": "g2-standard-12",
+            "accelerator_type": "NVIDIA_L4",
+            "accelerator_count": 1,
+        }
+        placement = {"attempt": 1, "region": "us-central1", "machine_spec": machine, "spot": False}
+        d = new_deployment(BUCKET, "models/echo-contract", "fp", 1, datetime.now(UTC))
+        d = replace(d, state=State.DEPLOYING, machine=machine, placement=placement)
+        d = deploy_and_wait(deployer, d)
+        for i in range(4):
+            answer = requests.post(
+                f"https://{d.endpoint_dns}/v1beta1/{d.endpoint}/chat/completions",
+                json={"messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 1},
+                timeout=10,
+                verify=emulator.ca_path,
+            )
+            assert answer.status_code == 200, answer.text
+        yield CloudServingLogs(settings), d
+
+
+@pytest.fixture(params=["vertex-emulator", "fake"])
+def logged(request: pytest.FixtureRequest) -> Logged:
+    if request.param == "fake":
+        fake = FakeServingLogs()
+        d, silent = record("logged"), record("silent")
+        fake.entries[d.id] = [
+            LogEntry(f"2026-11-24T09:30:{59 - i:02d}.000001Z", "INFO", f"line {6 - i}")
+            for i in range(6)
+        ]
+        return Logged(fake, d, silent)
+    logs, d = request.getfixturevalue("echo_vertex")
+    silent = replace(d, endpoint=d.endpoint.rsplit("/", 1)[0] + "/never-deployed")
+    return Logged(logs, d, silent)
+
+
+def at(entry: LogEntry) -> datetime:
+    return datetime.fromisoformat(entry.at.replace("Z", "+00:00"))
+
+
+def test_serving_logs_are_newest_first_and_limited(logged: Logged) -> None:
+    every = logged.logs.newest(logged.deployment, 100)
+    assert len(every) >= 6
+    assert [at(e) for e in every] == sorted((at(e) for e in every), reverse=True)
+    assert all(isinstance(e, LogEntry) for e in every)
+    assert all(e.severity in SEVERITIES and isinstance(e.text, str) for e in every)
+    assert logged.logs.newest(logged.deployment, 3) == every[:3]
+    assert logged.logs.newest(logged.deployment, 1) == every[:1]
+
+
+def test_serving_logs_of_a_deployment_without_any_are_empty(logged: Logged) -> None:
+    assert logged.logs.newest(logged.silent, 10) == []

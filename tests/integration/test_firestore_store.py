@@ -70,6 +70,18 @@ def detected(name: str = "llama-ft", revision: int = 1, at: datetime = T0) -> De
     return new_deployment("bucket-1", f"models/{name}", uuid.uuid4().hex, revision, at)
 
 
+PLACED = {
+    "region": "us-central1",
+    "machine_spec": {
+        "machine_type": "g2-standard-12",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    },
+    "spot": True,
+    "hourly_usd": 1.1505,
+}
+
+
 def full_deployment() -> Deployment:
     """A record with every field set, several transitions, microsecond datetimes."""
     d = detected()
@@ -103,7 +115,12 @@ def full_deployment() -> Deployment:
         endpoint="projects/p/locations/us-central1/endpoints/md-llama",
         endpoint_dns="md-llama.us-central1-1234.prediction.vertexai.goog",
         deployed_model_id="4242",
-        error={"code": "NONE", "message": "kept for the round trip", "hint": "-"},
+        error={
+            "code": "NONE",
+            "message": "kept for the round trip",
+            "hint": "-",
+            "logs": [{"at": "2026-11-24T12:00:00Z", "severity": "ERROR", "text": "boom"}],
+        },
         published_sequence=3,
         claims=2,
         candidates=(PLACED, {**PLACED, "region": "europe-west4"}),
@@ -115,6 +132,16 @@ def full_deployment() -> Deployment:
             "cheapest": PLACED,
         },
         placement={"attempt": 2, **PLACED},
+        smoke_test={
+            "kind": "chat",
+            "passed": True,
+            "started_at": T0 + timedelta(minutes=19),
+            "tries": 2,
+            "last_error": "connection refused",
+            "latency_ms": 812,
+            "excerpt": "Hello!",
+            "at": T0 + timedelta(minutes=20),
+        },
         attempts=(
             {
                 **PLACED,
@@ -134,18 +161,6 @@ def full_deployment() -> Deployment:
             },
         ),
     )
-
-
-PLACED = {
-    "region": "us-central1",
-    "machine_spec": {
-        "machine_type": "g2-standard-12",
-        "accelerator_type": "NVIDIA_L4",
-        "accelerator_count": 1,
-    },
-    "spot": True,
-    "hourly_usd": 1.1505,
-}
 
 
 def is_default(deployment: Deployment, f: Field[Any]) -> bool:

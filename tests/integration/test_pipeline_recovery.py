@@ -51,9 +51,13 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vertex(fake_gcs, tmp_path_factory):
-    with VertexEmulator(
-        engine="transformers", cache_dir=tmp_path_factory.mktemp("v"), faults=""
-    ) as v:
+    with (
+        VertexEmulator(
+            engine="transformers", cache_dir=tmp_path_factory.mktemp("v"), faults=""
+        ) as v,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        env.setenv("REQUESTS_CA_BUNDLE", str(v.ca_path))  # the smoke test's https, as the stack's
         yield v
 
 

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
+from modeldrop.adapters.serving_logs import CloudServingLogs, LogsUnavailable
 from modeldrop.adapters.vertex_deployer import VertexDeployer
 from modeldrop.domain.deployment import Deployment, State, new_deployment
 from modeldrop.local.vertex import VertexEmulator
@@ -31,6 +32,7 @@ from tests.fixtures.vertex import (
     MISSING_SERVING,
     SKIP_SERVING,
     Recorder,
+    deploy_and_wait,
     upload_folder,
     wait_gone,
 )
@@ -40,6 +42,7 @@ MACHINE = {
     "accelerator_type": "NVIDIA_L4",
     "accelerator_count": 1,
 }
+PARENT = "projects/modeldrop-local/locations/us-central1"
 OVERRIDES = {
     "model_display_name": "tiny adapter model",
     "endpoint_display_name": "tiny-adapter-endpoint",
@@ -117,21 +120,9 @@ def emulator(gcs, tmp_path_factory):
 def deployed(emulator, tiny):
     """The tiny model deployed through our adapter; returns (record, deployer, seconds)."""
     deployer = VertexDeployer(settings_for(emulator))
-    d = record(tiny, overrides=OVERRIDES)
     started = time.perf_counter()
-    handle = deployer.deploy(d)
-    status = wait_done(deployer, handle.operation)
+    d = deploy_and_wait(deployer, record(tiny, overrides=OVERRIDES), timeout=180)
     seconds = time.perf_counter() - started
-    assert status.error is None, status.error
-    info = deployer.describe_endpoint(status.endpoint)
-    d = replace(
-        d,
-        state=State.DEPLOYED,
-        endpoint=info.name,
-        endpoint_dns=info.dedicated_endpoint_dns,
-        deployed_model_id=info.deployed_model_ids[0],
-        operation=handle.operation,
-    )
     print(f"\ndeploy call -> operation done: {seconds:.2f} s")
     return d, deployer, seconds
 
@@ -372,6 +363,63 @@ def test_failed_operation_reports_the_engine_error(echo, gcs, tmp_path):
     with pytest.raises(DeployError) as caught:
         deployer.deploy(missing)
     assert not caught.value.retryable and "not-uploaded" in caught.value.message
+
+
+# serving logs: the Cloud Logging adapter against the emulator's entries:list
+def serving_logs(emulator: VertexEmulator) -> CloudServingLogs:
+    """The production adapter, pointed at the emulator as the local stack points it."""
+    return CloudServingLogs(replace(settings_for(emulator), logging_api_endpoint=emulator.url))
+
+
+def test_serving_logs_of_a_deployed_endpoint_newest_first(echo, monkeypatch):
+    deployer = VertexDeployer(settings_for(echo))
+    d = deploy_and_wait(deployer, record("models/echo-adapter"))
+    endpoint_client(echo, monkeypatch).chat_completions(
+        d, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    )
+    logs = serving_logs(echo)
+    entries = logs.newest(d, 10)
+    assert 3 <= len(entries) <= 10  # starting, serving, the request
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in entries[0].text
+    assert "echo engine starting" in entries[-1].text
+    assert [e.at for e in entries] == sorted((e.at for e in entries), reverse=True)
+    assert {e.severity for e in entries} == {"INFO"}
+    assert logs.newest(d, 1) == entries[:1]
+    other = replace(d, deployed_model_id="1234")  # another deployed model's lines: none
+    assert logs.newest(other, 10) == []
+
+
+def test_serving_logs_of_a_deploy_whose_engine_failed(echo, gcs, tmp_path):
+    folder = tmp_path / "echo-broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("[]")
+    upload_folder(gcs.client, folder, "models/echo-broken-adapter")
+    deployer = VertexDeployer(settings_for(echo))
+    d = record("models/echo-broken-adapter")
+    status = wait_done(deployer, deployer.deploy(d).operation, 60)
+    assert status.error is not None and "config.json" in status.error["message"]
+    failed = replace(d, state=State.FAILED)  # no endpoint recorded: the attempt's is read
+    entries = serving_logs(echo).newest(failed, 20)
+    assert entries[0].text.endswith("echo engine stopped")
+    errors = [e for e in entries if e.severity == "ERROR"]
+    assert len(errors) == 1 and "not a JSON object" in errors[0].text
+    assert serving_logs(echo).newest(replace(d, placement=None), 20) == []  # no attempt yet
+
+
+def test_an_unreadable_serving_log_is_logs_unavailable(echo):
+    d = record("models/echo-adapter", endpoint=f"{PARENT}/endpoints/never-deployed")
+    inject(echo, 403, "logs")
+    with pytest.raises(LogsUnavailable) as caught:
+        serving_logs(echo).newest(d, 5)
+    assert caught.value.code == "LOGS_UNAVAILABLE"
+    assert "roles/logging.viewer" in caught.value.hint
+    assert "logging.logEntries.list" in caught.value.message  # the permission, as Google says
+    inject(echo, 503, "logs")
+    with pytest.raises(LogsUnavailable, match="HTTP 503"):
+        serving_logs(echo).newest(d, 5)
+    gone = CloudServingLogs(replace(settings_for(echo), logging_api_endpoint="http://127.0.0.1:9"))
+    with pytest.raises(LogsUnavailable, match="could not be reached"):
+        gone.newest(d, 5)
 
 
 # capacity: the emulator's quota, stockouts and RecommendSpec through the adapter

@@ -632,6 +632,82 @@ def test_echo_engine_answers_through_the_proxy(echo: Any) -> None:
     assert predict.json()["predictions"][0].startswith("Prompt:\nx y\nOutput:\n")
 
 
+# the serving log: Cloud Logging's entries:list on the control-plane port
+def list_logs(base: str, query: str, **fields: Any) -> requests.Response:
+    body = {"resourceNames": [f"projects/{PROJECT}"], "filter": query, **fields}
+    return requests.post(f"{base}/v2/entries:list", json=body, timeout=10)
+
+
+def endpoint_filter(endpoint_id: str, deployed_id: str | None = None) -> str:
+    query = (
+        'resource.type="aiplatform.googleapis.com/Endpoint" AND '
+        f'resource.labels.endpoint_id="{endpoint_id}" AND resource.labels.location="{LOCATION}"'
+    )
+    return query + (f' AND labels.deployed_model_id="{deployed_id}"' if deployed_id else "")
+
+
+def test_an_echo_endpoints_log_has_its_start_and_each_request(echo: Any) -> None:
+    response = rest_deploy(echo.url, sdk_deploy_body(ECHO_URI, "log-ep", "log-model"))
+    assert "error" not in wait_operation(echo.url, response.json()["name"], 30)
+    endpoint = requests.get(f"{echo.url}/v1beta1/{PARENT}/endpoints/log-ep", timeout=10).json()
+    deployed_id = endpoint["deployedModels"][0]["id"]
+    base = f"https://{echo.dedicated_dns}/v1beta1/{PARENT}/endpoints/log-ep"
+    for words in ("a b", "c d e"):
+        chat = requests.post(
+            f"{base}/chat/completions",
+            json={"messages": [{"role": "user", "content": words}], "max_tokens": 2},
+            timeout=10,
+            verify=echo.ca_path,
+        )
+        assert chat.status_code == 200
+    answer = list_logs(
+        echo.url, endpoint_filter("log-ep", deployed_id), orderBy="timestamp desc"
+    ).json()
+    entries = answer["entries"]
+    texts = [e["textPayload"] for e in entries]
+    assert "echo engine serving log-model" in texts[-2] and "starting" in texts[-1]
+    assert all('"POST /v1/chat/completions HTTP/1.1" 200' in t for t in texts[:2])  # newest
+    stamps = [e["timestamp"] for e in entries]
+    assert stamps == sorted(stamps, reverse=True)
+    newest = entries[0]
+    assert newest["severity"] == "INFO"
+    assert newest["resource"] == {
+        "type": "aiplatform.googleapis.com/Endpoint",
+        "labels": {"resource_container": PROJECT, "location": LOCATION, "endpoint_id": "log-ep"},
+    }
+    assert newest["labels"] == {"deployed_model_id": deployed_id}
+    page = list_logs(echo.url, endpoint_filter("log-ep"), orderBy="timestamp desc", pageSize=1)
+    assert [e["textPayload"] for e in page.json()["entries"]] == texts[:1]
+    assert page.json()["nextPageToken"]
+    assert list_logs(echo.url, endpoint_filter("log-ep", "0")).json() == {"entries": []}
+
+
+def test_a_failed_engines_log_stays_readable(echo: Any, gcs: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "echo-broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    uri = upload_folder(gcs.client, folder, "models/echo-broken")
+    response = rest_deploy(echo.url, sdk_deploy_body(uri, "broken-log-ep", "broken-log-model"))
+    operation = wait_operation(echo.url, response.json()["name"], 30)
+    assert operation["error"]["code"] == 3 and "config.json" in operation["error"]["message"]
+    answer = list_logs(echo.url, endpoint_filter("broken-log-ep"), orderBy="timestamp desc")
+    entries = answer.json()["entries"]
+    assert entries[0]["severity"] == "INFO" and "stopped" in entries[0]["textPayload"]
+    error = next(e for e in entries if e["severity"] == "ERROR")
+    assert "config.json is unusable" in error["textPayload"]
+    assert "labels" not in error  # the deploy never got a deployed model
+
+
+def test_the_log_route_refuses_what_it_does_not_implement(echo: Any) -> None:
+    bad = list_logs(echo.url, 'jsonPayload.message:"x"')
+    assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
+    too_big = list_logs(echo.url, "", pageSize=1001)
+    assert too_big.status_code == 400
+    nowhere = requests.post(f"{echo.url}/v2/entries:list", json={"filter": ""}, timeout=10)
+    assert nowhere.status_code == 400 and "resourceNames" in nowhere.json()["error"]["message"]
+    # (a "logs" fault, e.g. 403 naming logging.logEntries.list: test_vertex_adapter)
+
+
 def test_the_sdk_sample_predicts_over_tls(echo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's document's sample against the emulator, REQUESTS_CA_BUNDLE naming its CA.
 

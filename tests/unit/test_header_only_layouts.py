@@ -62,7 +62,9 @@ def test_validator_matches_base_model_and_official_parameter_count(base, tmp_pat
         f"{base['model']}: counted {verdict.parameters:,}, official {official:,} ({source})"
     )
     shards = sum(1 for f in folder.list_files() if f.name.endswith(".safetensors"))
-    assert folder.reads <= 2 * shards + 3
+    # two header reads per shard, plus config, tokenizer_config, tokenizer.json,
+    # generation_config.json and the index
+    assert folder.reads <= 2 * shards + 5
 
 
 @MODELS

@@ -57,17 +57,17 @@ class DedicatedEndpointClient:
             )
         return f"https://{deployment.endpoint_dns}/v1beta1/{deployment.endpoint}{suffix}"
 
-    def _post(self, url: str, body: dict[str, Any], stream: bool) -> requests.Response:
+    def _post(
+        self, url: str, body: dict[str, Any], stream: bool, timeout: float | None = None
+    ) -> requests.Response:
+        read_timeout = timeout or self.settings.upstream_timeout
         try:
             response = self.session.post(
-                url,
-                json=body,
-                stream=stream,
-                timeout=(CONNECT_TIMEOUT, self.settings.upstream_timeout),
+                url, json=body, stream=stream, timeout=(CONNECT_TIMEOUT, read_timeout)
             )
         except requests.Timeout as exc:
             raise UpstreamTimeout(
-                f"The model endpoint did not answer within {self.settings.upstream_timeout:g} s.",
+                f"The model endpoint did not answer within {read_timeout:g} s.",
                 "Ask for fewer tokens, or raise MODELDROP_UPSTREAM_TIMEOUT.",
             ) from exc
         except requests.ConnectionError as exc:
@@ -81,8 +81,14 @@ class DedicatedEndpointClient:
             raise UpstreamError(response.status_code, body_bytes, url)
         return response
 
-    def _json(self, deployment: Deployment, suffix: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self._post(self.url(deployment, suffix), body, stream=False)
+    def _json(
+        self,
+        deployment: Deployment,
+        suffix: str,
+        body: dict[str, Any],
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        response = self._post(self.url(deployment, suffix), body, stream=False, timeout=timeout)
         try:
             return response.json()
         except ValueError as exc:
@@ -92,16 +98,20 @@ class DedicatedEndpointClient:
         response = self._post(self.url(deployment, suffix), body, stream=True)
         return _chunks(response, self.settings.upstream_timeout)
 
-    def chat_completions(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
-        return self._json(deployment, "/chat/completions", {**body, "stream": False})
+    def chat_completions(
+        self, deployment: Deployment, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        return self._json(deployment, "/chat/completions", {**body, "stream": False}, timeout)
 
     def stream_chat_completions(
         self, deployment: Deployment, body: dict[str, Any]
     ) -> Iterator[bytes]:
         return self._stream(deployment, "/chat/completions", {**body, "stream": True})
 
-    def predict(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
-        return self._json(deployment, ":predict", body)
+    def predict(
+        self, deployment: Deployment, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        return self._json(deployment, ":predict", body, timeout)
 
     def stream_raw_predict(self, deployment: Deployment, body: dict[str, Any]) -> Iterator[bytes]:
         return self._stream(deployment, ":streamRawPredict", body)

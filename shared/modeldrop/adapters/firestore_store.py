@@ -6,7 +6,8 @@ create-if-absent and `replace` is update-if-unchanged: the etag is the document'
 transactions: the Firestore emulator stalls when many of them contend for one document.
 
 Document layout: datetimes are timestamps, `state` a string, `history` a list of maps
-{state, at, note}, `validation`/`machine`/`overrides`/`error`/`preflight`/`placement` maps,
+{state, at, note}, `validation`/`machine`/`overrides`/`error`/`preflight`/`placement`/
+`smoke_test` maps,
 `candidates` and `attempts` lists of maps. Firestore forbids an array
 directly inside an array, so such an inner list is stored as the map {"_md_array": [...]} and
 unwrapped on reading.
@@ -21,8 +22,8 @@ direction of the last field):
 - model ASC, state ASC, created_at DESC: `list(states=..., model=...)`
 - model ASC, revision DESC, created_at DESC: `latest_for_model()`
 Exempting `validation`, `history`, `overrides`, `machine`, `error`, `candidates`, `preflight`,
-`placement` and `attempts` from single-field
-indexing is advisable: nothing queries them and a verdict with many findings makes many entries.
+`placement`, `attempts` and `smoke_test` from single-field indexing is advisable: nothing
+queries them and a verdict with many findings makes many entries.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Request, Response
 
 from modeldrop import logs
+from modeldrop.api import logs as serving_logs
 from modeldrop.api import lookup, openai, proxy, status
 from modeldrop.api.auth import check_bearer
 from modeldrop.api.context import ApiContext
@@ -62,6 +63,9 @@ def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]
         ),
         "delete_deployment": lambda deployment_id: status.delete_deployment(
             ctx, deployment_id, base
+        ),
+        "deployment_logs": lambda deployment_id: serving_logs.deployment_logs(
+            ctx, deployment_id, request.args.to_dict(flat=False)
         ),
         "model_status": lambda name: status.model_status(ctx, name, base),
         "chat": lambda deployment_id: proxy.chat(ctx, lookup.deployed(ctx, deployment_id), body()),

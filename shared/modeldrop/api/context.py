@@ -1,5 +1,5 @@
-"""What the api's handlers are given: the service context, plus the client of deployed models'
-endpoints and the api's per-instance caches (DEPLOYED records, status refreshes)."""
+"""What the api's handlers are given: the service context, plus the api's per-instance caches
+(DEPLOYED records, status refreshes)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 from modeldrop.api.cache import DeployedCache, Throttle
 from modeldrop.service.context import Context
-from modeldrop.service.ports import EndpointClient
 
 REFRESH_SECONDS = 5.0  # a DEPLOYING record is refreshed from its operation at most this often
 
 
 @dataclass(kw_only=True)
 class ApiContext(Context):
-    endpoints: EndpointClient
     deployed: DeployedCache
     refresh: Throttle

@@ -26,6 +26,7 @@ ROUTES: list[Route] = [
     route("GET", "/v1/deployments", "list_deployments"),
     route("GET", "/v1/deployments/{deployment_id}", "deployment_status"),
     route("DELETE", "/v1/deployments/{deployment_id}", "delete_deployment"),
+    route("GET", "/v1/deployments/{deployment_id}/logs", "deployment_logs"),
     route("POST", "/v1/deployments/{deployment_id}/chat/completions", "chat"),
     route("POST", "/v1/deployments/{deployment_id}:predict", "predict"),
     route("POST", "/v1/deployments/{deployment_id}:streamRawPredict", "stream_raw_predict"),

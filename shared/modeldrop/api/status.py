@@ -17,7 +17,25 @@ from modeldrop.service.lifecycle import poll_deploy, start_delete
 from modeldrop.service.ports import DeployError
 
 MAX_PAGE = 200
+CONFLICT_TRIES = 3  # reads and writes of a DELETE before it answers 409 CONFLICT
 log = logs.get("api.status")
+
+
+def limit_param(args: Mapping[str, str], default: int, maximum: int) -> int:
+    """The `limit` query parameter: an integer in 1..maximum (`default` when absent)."""
+    text = args.get("limit", str(default))
+    try:
+        limit = int(text)
+    except ValueError:  # not an integer, or more digits than Python converts
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise ApiError(
+            f"limit must be an integer in 1..{maximum}, not {excerpt(text)}.",
+            f"For example ?limit={default}.",
+            code="BAD_LIMIT",
+            status=400,
+        )
+    return limit
 
 
 def get_deployment(ctx: ApiContext, deployment_id: str) -> Deployment:
@@ -62,18 +80,7 @@ def list_deployments(
             code="BAD_FILTER",
             status=400,
         )
-    text = args.get("limit", "50")
-    try:
-        limit = int(text)
-    except ValueError:  # not an integer, or more digits than Python converts
-        limit = 0
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(
-            f"limit must be an integer in 1..{MAX_PAGE}, not {excerpt(text)}.",
-            "For example ?limit=50.",
-            code="BAD_LIMIT",
-            status=400,
-        )
+    limit = limit_param(args, 50, MAX_PAGE)
     try:
         page, token = ctx.store.list_page(
             states=tuple(State(s) for s in states),
@@ -123,20 +130,27 @@ def delete_deployment(
     ctx: ApiContext, deployment_id: str, base_url: str
 ) -> tuple[dict[str, Any], int]:
     """Undeploy and delete the endpoint (202 while that runs), or cancel a pending upload."""
-    record = get_deployment(ctx, deployment_id)
-    ctx.deployed.drop(record.id)
-    try:
-        result = start_delete(ctx, record)
-    except ActionRefused as exc:
-        raise ApiError(
-            exc.message, exc.hint, code=exc.code, status=409, state=str(record.state)
-        ) from None
-    except DeployError as exc:  # the undeploy goes on at the next reconcile tick
-        log.warning("undeploy step failed: %s", exc.code, extra={"deployment_id": record.id})
-        result = ctx.store.get(record.id)
+    result = None
+    for _ in range(CONFLICT_TRIES):  # a notification mark or a poll may write in between
+        record = get_deployment(ctx, deployment_id)
+        ctx.deployed.drop(record.id)
+        try:
+            result = start_delete(ctx, record)
+        except ActionRefused as exc:
+            raise ApiError(
+                exc.message, exc.hint, code=exc.code, status=409, state=str(record.state)
+            ) from None
+        except DeployError as exc:  # the undeploy goes on at the next reconcile tick
+            log.warning("undeploy step failed: %s", exc.code, extra={"deployment_id": record.id})
+            result = ctx.store.get(record.id)
+        if result is not None:
+            break
     if result is None:
         raise ApiError(
-            f"Deployment {record.id} changed meanwhile.", "Try again.", code="CONFLICT", status=409
+            f"Deployment {deployment_id} kept changing meanwhile.",
+            "Try again in a moment.",
+            code="CONFLICT",
+            status=409,
         )
     code = 202 if result.state is State.UNDEPLOYING else 200
     return status_body(result, base_url), code

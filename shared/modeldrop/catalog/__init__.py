@@ -1,4 +1,5 @@
-"""Catalogs as data: supported base models, quantization policy, machine specs, file rules.
+"""Catalogs as data: supported base models, quantization policy, machine specs, file rules,
+tensor layouts and serving-readiness rules.
 
 Each JSON file in this folder carries its sources; this module only loads them (once).
 """
@@ -56,3 +57,13 @@ def overrides_schema() -> dict[str, Any]:
 def pickle_globals() -> dict[str, list[str]]:
     """The globals (module -> names) a pickle weights file may import (pickle_scan's allowlist)."""
     return load("pickle_globals.json")["globals"]
+
+
+def tensor_layouts() -> dict[str, Any]:
+    """Per model_type, the tensor names a checkpoint must hold (WEIGHTS_TENSOR_MISSING)."""
+    return load("tensor_layouts.json")
+
+
+def serving_rules() -> dict[str, Any]:
+    """End-of-turn tokens and generation_config.json field types (serving-readiness checks)."""
+    return load("serving.json")

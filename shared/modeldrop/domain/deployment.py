@@ -76,7 +76,8 @@ class Deployment:
     `placement` the attempt under way, and then the one that landed ({attempt, region,
     machine_spec, spot, hourly_usd}); `attempts` the attempts that ended, oldest first;
     `preflight` what RecommendSpec said before the first attempt. Each attempt deploys its own
-    endpoint and model ids (`attempt_id`).
+    endpoint and model ids (`attempt_id`). `smoke_test` is the one request sent to the endpoint
+    before it is DEPLOYED (service.smoke), and its outcome.
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -98,13 +99,14 @@ class Deployment:
     endpoint: str | None = None
     endpoint_dns: str | None = None
     deployed_model_id: str | None = None
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     lease_expires_at: datetime | None = None
     claims: int = 0
     candidates: tuple[dict[str, Any], ...] | None = None
     preflight: dict[str, Any] | None = None
     placement: dict[str, Any] | None = None
     attempts: tuple[dict[str, Any], ...] = ()
+    smoke_test: dict[str, Any] | None = None
     event_sequence: int = 0
     published_sequence: int = 0
     etag: str | None = None
@@ -184,6 +186,7 @@ class Deployment:
             "preflight": self.preflight,
             "placement": self.placement,
             "attempts": list(self.attempts),
+            "smoke_test": self.smoke_test,
             "event_sequence": self.event_sequence,
             "published_sequence": self.published_sequence,
         }

@@ -131,6 +131,8 @@ class LocalStack:
                 "MODELDROP_EVENTS_TOPIC": c.events_topic,
                 "MODELDROP_LEASE_SECONDS": str(c.lease_seconds),
                 "MODELDROP_VERTEX_API_ENDPOINT": self.urls.get("vertex", ""),
+                # the emulator answers Cloud Logging's entries:list with its engines' output
+                "MODELDROP_LOGGING_API_ENDPOINT": self.urls.get("vertex", ""),
                 "MODELDROP_VERTEX_ANONYMOUS": "true",
                 "REQUESTS_CA_BUNDLE": str(self.vertex_ca),
                 "PYTHONUNBUFFERED": "1",

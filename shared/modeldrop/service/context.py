@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from modeldrop.domain.findings import excerpt
 from modeldrop.domain.folder import Folder
 from modeldrop.service.index_cache import IndexCache
-from modeldrop.service.ports import Deployer, DeploymentStore, EventPublisher, WorkQueue
+from modeldrop.service.ports import (
+    Deployer,
+    DeploymentStore,
+    EndpointClient,
+    EventPublisher,
+    ServingLogs,
+    WorkQueue,
+)
 from modeldrop.settings import Settings
 
 
@@ -40,3 +47,6 @@ class Context:
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = field(default=time.sleep)
     index_cache: IndexCache = field(default_factory=IndexCache)
+    # the deployed model's endpoint and its server's log (smoke test, error.logs, /logs)
+    endpoints: EndpointClient = field(kw_only=True)
+    serving_logs: ServingLogs = field(kw_only=True)

@@ -15,10 +15,11 @@ from modeldrop.domain.deployment import (
     advance,
     update,
 )
-from modeldrop.service import placement
+from modeldrop.service import placement, smoke
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit, hand_over
+from modeldrop.service.serving_log import failure_logs
 
 MAX_DEPLOY_TIME = timedelta(hours=3)
 CANCELLABLE = (State.DETECTED, State.VALIDATING, State.VALIDATED)
@@ -72,6 +73,9 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
         if cleared is record:  # its model is still being undeployed
             return _timeout(ctx, record)
         return _next_attempt(ctx, cleared)
+    if smoke.failed(record):
+        cleaned = smoke.clean_up(ctx, record)
+        return _timeout(ctx, record) if cleaned is record else cleaned
     if record.endpoint and not record.operation:
         found = ctx.deployer.find_deploy_operation(record)
         if found:
@@ -98,21 +102,12 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     info = ctx.deployer.describe_endpoint(endpoint) if endpoint else None
     if info is None or not info.ready:
         return _timeout(ctx, record)
+    if not smoke.due(record, now):
+        return None  # another worker is running its smoke test
     labels = record.overrides.get("labels")
     if labels:
         ctx.deployer.set_labels(info.name, labels)
-    deployed = advance(
-        record,
-        State.DEPLOYED,
-        now,
-        info.name,
-        endpoint=info.name,
-        endpoint_dns=info.dedicated_endpoint_dns,
-        deployed_model_id=info.deployed_model_ids[0],
-        attempts=placement.landed(record, now),
-        lease_expires_at=None,
-    )
-    return commit(ctx, deployed)
+    return smoke.run(ctx, record, info)
 
 
 def _next_attempt(ctx: Context, record: Deployment | None) -> Deployment | None:
@@ -131,9 +126,8 @@ def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
         "Check the endpoint in the Vertex AI console; delete the deployment to stop costs.",
         code="DEPLOY_TIMEOUT",
     )
-    return commit(
-        ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=error.as_dict())
-    )
+    details = {**error.as_dict(), "logs": failure_logs(ctx, record)}
+    return commit(ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=details))
 
 
 def step_undeploy(ctx: Context, record: Deployment) -> Deployment | None:

@@ -22,6 +22,7 @@ from modeldrop.errors import ModeldropError
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError, Recommendation
 from modeldrop.service.records import commit
+from modeldrop.service.serving_log import failure_logs
 from modeldrop.validation.placement import Candidate, ladder
 
 log = logs.get("placement")
@@ -157,13 +158,16 @@ def next_placement(ctx: Context, record: Deployment) -> Deployment | None:
         " (spot)" if placement["spot"] else "",
         extra={"deployment_id": record.id},
     )
-    return commit(
-        ctx, update(record, ctx.clock(), placement=placement, operation=None, endpoint=None)
+    now = ctx.clock()
+    lease = Deployment.lease_end(now, ctx.settings.lease_seconds)  # the Deploy call's own lease
+    chosen = update(
+        record, now, placement=placement, operation=None, endpoint=None, lease_expires_at=lease
     )
+    return commit(ctx, chosen)
 
 
 def attempt_entry(
-    record: Deployment, outcome: str, at: datetime, error: dict[str, str] | None = None
+    record: Deployment, outcome: str, at: datetime, error: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The `attempts` line of the current attempt ending with `outcome`."""
     placement = record.placement or {}
@@ -184,8 +188,9 @@ def end_attempt(ctx: Context, record: Deployment, error: DeployError) -> Deploym
     """The current attempt failed: for capacity, record it and delete its endpoint (then the
     record is ready for the next one); for anything else, end FAILED as before."""
     now = ctx.clock()
-    details = error.as_dict()
+    details: dict[str, Any] = error.as_dict()
     if error.capacity is None:
+        details["logs"] = failure_logs(ctx, record)
         entry = attempt_entry(record, "error", now, details)
         failed = advance(
             record,

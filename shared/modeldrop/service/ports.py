@@ -160,6 +160,27 @@ class Deployer(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a serving container's log."""
+
+    at: str  # RFC 3339
+    severity: str  # Cloud Logging's LogSeverity name: DEFAULT, INFO, WARNING, ERROR, ...
+    text: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"at": self.at, "severity": self.severity, "text": self.text}
+
+
+class ServingLogs(Protocol):
+    """The log of a deployment's model server (Cloud Logging on Google Cloud)."""
+
+    def newest(self, deployment: Deployment, limit: int) -> list[LogEntry]:
+        """The newest `limit` entries of the deployment's endpoint, newest first; [] before it
+        has any. Raises ModeldropError (code LOGS_UNAVAILABLE) when the log cannot be read."""
+        ...
+
+
 class UpstreamError(ModeldropError):
     """The endpoint answered with an error: its HTTP status and body are kept."""
 
@@ -193,13 +214,19 @@ class EndpointClient(Protocol):
     raises UpstreamError (the endpoint answered an error), UpstreamTimeout or
     UpstreamUnreachable."""
 
-    def chat_completions(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+    def chat_completions(
+        self, deployment: Deployment, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """`timeout`: the read timeout of this call (default MODELDROP_UPSTREAM_TIMEOUT)."""
+        ...
 
     def stream_chat_completions(
         self, deployment: Deployment, body: dict[str, Any]
     ) -> Iterator[bytes]: ...
 
-    def predict(self, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+    def predict(
+        self, deployment: Deployment, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]: ...
 
     def stream_raw_predict(
         self, deployment: Deployment, body: dict[str, Any]

@@ -14,6 +14,11 @@ class Inventory:
     config: FileInfo | None = None
     tokenizer_config: FileInfo | None = None
     overrides: FileInfo | None = None
+    tokenizer_json: FileInfo | None = None
+    generation_config: FileInfo | None = None
+    adapter_config: FileInfo | None = None
+    adapter_weights: list[FileInfo] = field(default_factory=list)
+    chat_templates: list[FileInfo] = field(default_factory=list)
     safetensors: list[FileInfo] = field(default_factory=list)
     pickles: list[FileInfo] = field(default_factory=list)
     indexes: list[FileInfo] = field(default_factory=list)
@@ -25,11 +30,21 @@ def _suffix(name: str) -> str:
     return name[dot:].lower() if dot > 0 else ""
 
 
+def _nested_template(name: str, rules: dict[str, Any]) -> bool:
+    """A template of additional_chat_templates/ (one level down, *.jinja)."""
+    folder = rules["chat_template_folder"]
+    rest = name[len(folder) :]
+    return (
+        name.startswith(folder) and "/" not in rest and rest.endswith(rules["chat_template_suffix"])
+    )
+
+
 def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
     """Classify root-level files and report what is missing or not accepted."""
     inv = Inventory()
     root = [f for f in files if "/" not in f.name]
-    nested = [f for f in files if "/" in f.name]
+    inv.chat_templates = [f for f in files if _nested_template(f.name, rules)]
+    nested = [f for f in files if "/" in f.name and not _nested_template(f.name, rules)]
     limits = rules["limits"]
     if len(files) > limits["listed_files"] or len(root) > limits["root_files"]:
         where, count, limit = (
@@ -57,6 +72,16 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
             inv.tokenizer_config = f
         elif f.name == rules["overrides"]:
             inv.overrides = f
+        elif f.name == rules["tokenizer_json"]:
+            inv.tokenizer_json = f
+        elif f.name == rules["generation_config"]:
+            inv.generation_config = f
+        elif f.name == rules["adapter_config"]:
+            inv.adapter_config = f
+        elif f.name in rules["adapter_weights"]:  # a PEFT adapter, not the model's weights
+            inv.adapter_weights.append(f)
+        elif f.name in rules["chat_template_files"]:
+            inv.chat_templates.append(f)
         elif f.name.endswith(rules["index_suffix"]):
             inv.indexes.append(f)
         elif f.name in rules["ignored_root_files"]:
@@ -151,6 +176,7 @@ def take_inventory(files: list[FileInfo], rules: dict[str, Any]) -> Inventory:
             )
         )
     _bound(inv, limits)
+    _bound_templates(inv, rules)
     if nested:
         inv.findings.append(
             info(
@@ -186,3 +212,21 @@ def _bound(inv: Inventory, limits: dict[str, Any]) -> None:
                 )
             )
             group.clear()
+
+
+def _bound_templates(inv: Inventory, rules: dict[str, Any]) -> None:
+    """Templates in the order transformers prefers them (chat_template.jinja, chat_template.json,
+    then additional_chat_templates/), at most `chat_templates` of them read."""
+    order = rules["chat_template_files"]
+    inv.chat_templates.sort(key=lambda f: order.index(f.name) if f.name in order else len(order))
+    limit = rules["limits"]["chat_templates"]
+    if len(inv.chat_templates) > limit:
+        skipped = inv.chat_templates[limit:]
+        inv.findings.append(
+            info(
+                "CHAT_TEMPLATE_UNCHECKED",
+                f"The folder has {len(inv.chat_templates)} chat template files; modeldrop parses "
+                f"at most {limit}, so {len(skipped)} (e.g. {skipped[0].name}) are not checked.",
+            )
+        )
+        del inv.chat_templates[limit:]

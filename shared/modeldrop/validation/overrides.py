@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 
 from modeldrop.catalog import overrides_schema
 from modeldrop.domain.findings import EXCERPT_CHARS, Finding, MachineSpec, error, excerpt
+from modeldrop.domain.smoke import expect_problem
 
 FIX_HINT = "Fix modeldrop.yaml (see the README's 'Per-folder overrides') and upload it again."
 MAX_NODES = 2_000  # YAML events (scalars, starts and ends of collections) in one file
@@ -116,6 +117,11 @@ def parse_overrides(data: bytes, file: str) -> Overrides:
                     file,
                     FIX_HINT,
                 )
+            )
+        expect = document.get("smoke_test", {}).get("expect")
+        if expect is not None and (problem := expect_problem(expect)):
+            findings.append(
+                error("OVERRIDES_INVALID", f"{file}: smoke_test.expect {problem}.", file, FIX_HINT)
             )
     return Overrides({} if findings else document, findings)
 

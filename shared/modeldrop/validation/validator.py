@@ -38,6 +38,7 @@ from modeldrop.validation.safetensors_header import (
     read_rest,
     tensor_count_bound,
 )
+from modeldrop.validation.serving_checks import check_serving, with_adapter_check
 
 MAX_WORKERS = 16
 SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -73,6 +74,10 @@ class _Reads:
             (inv.config, limits["config_bytes"]),
             (inv.tokenizer_config, limits["tokenizer_config_bytes"]),
             (inv.overrides, limits["overrides_bytes"]),
+            (inv.generation_config, limits["generation_config_bytes"]),
+            (inv.adapter_config, limits["adapter_config_bytes"]),
+            (inv.tokenizer_json, limits["tokenizer_json_bytes"]),
+            *((t, limits["chat_template_bytes"]) for t in inv.chat_templates),
             *((i, limits["index_bytes"]) for i in inv.indexes),
         ]
         self.small: dict[str, Future[bytes]] = {
@@ -191,13 +196,15 @@ def _indexes(
         findings.extend(check_index(index.name, weight_map, present, scope))
 
 
-def _tokenizer_config(reads: _Reads, inv: Inventory, findings: list[Finding]) -> None:
+def _tokenizer_config(
+    reads: _Reads, inv: Inventory, findings: list[Finding]
+) -> dict[str, Any] | None:
     if inv.tokenizer_config is None:
-        return
+        return None
     data = reads.small_file(inv.tokenizer_config, "tokenizer_config_bytes")
     if isinstance(data, Finding):
         findings.append(data)
-        return
+        return None
     try:
         document: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -211,6 +218,8 @@ def _tokenizer_config(reads: _Reads, inv: Inventory, findings: list[Finding]) ->
                 "Save the tokenizer with tokenizer.save_pretrained(folder).",
             )
         )
+        return None
+    return document
 
 
 def _overrides(reads: _Reads, inv: Inventory, findings: list[Finding]) -> Overrides:
@@ -328,7 +337,7 @@ def _validate(folder: Folder, policy: BasePolicy, default_machine: MachineSpec |
         for future in reads.pickles.values():
             findings.extend(future.result())
         _indexes(reads, inv, headers, findings)
-        _tokenizer_config(reads, inv, findings)
+        tokenizer_config = _tokenizer_config(reads, inv, findings)
         overrides = _overrides(reads, inv, findings)
 
     matched_base = None
@@ -345,6 +354,9 @@ def _validate(folder: Folder, policy: BasePolicy, default_machine: MachineSpec |
         findings.extend(
             quantization.check_tensors(name, header.tensors.values(), quant_policy, native)
         )
+    # Serving readiness after the format checks (their errors come first), ADAPTER_ONLY first.
+    findings.extend(check_serving(reads.small_file, inv, config, headers, tokenizer_config))
+    findings = with_adapter_check(findings, reads.small_file, inv, config)
 
     parameters, weight_bytes = _weights(headers, inv, config, findings)
     machine = (

@@ -63,6 +63,7 @@ def test_the_stack_env_keeps_the_emulator_endpoint_and_its_flags(
     monkeypatch.setenv(
         "MODELDROP_VERTEX_API_ENDPOINT", "https://us-central1-aiplatform.googleapis.com"
     )
+    monkeypatch.setenv("MODELDROP_LOGGING_API_ENDPOINT", "https://logging.googleapis.com")
     monkeypatch.setenv("MODELDROP_BASE_POLICY", "strict")
     monkeypatch.setenv("MODELDROP_REGIONS", "europe-west4,us-central1")
     monkeypatch.setenv("UNRELATED", "1")
@@ -70,6 +71,7 @@ def test_the_stack_env_keeps_the_emulator_endpoint_and_its_flags(
     local.urls["vertex"] = "http://127.0.0.1:8090"
     env = local.env
     assert env["MODELDROP_VERTEX_API_ENDPOINT"] == "http://127.0.0.1:8090"
+    assert env["MODELDROP_LOGGING_API_ENDPOINT"] == "http://127.0.0.1:8090"  # entries:list too
     assert env["MODELDROP_VERTEX_ANONYMOUS"] == "true"
     assert env["MODELDROP_BASE_POLICY"] == "family"
     assert env["MODELDROP_REGIONS"] == "europe-west4,us-central1"

@@ -19,6 +19,7 @@ from modeldrop.service.ports import (
     DeployError,
     DeployStarted,
     EndpointInfo,
+    LogEntry,
     OperationStatus,
     Recommendation,
     RecordTooLarge,
@@ -202,7 +203,7 @@ class FakeEndpoints:
         if self.failure:
             raise self.failure
 
-    def chat_completions(self, deployment: Deployment, body: dict) -> dict:
+    def chat_completions(self, deployment: Deployment, body: dict, timeout=None) -> dict:
         self._record("chat", deployment, body)
         return {"object": "chat.completion", "choices": [{"message": {"content": "hi"}}]}
 
@@ -210,13 +211,26 @@ class FakeEndpoints:
         self._record("stream", deployment, body)
         return iter(self.stream_chunks)
 
-    def predict(self, deployment: Deployment, body: dict) -> dict:
+    def predict(self, deployment: Deployment, body: dict, timeout=None) -> dict:
         self._record("predict", deployment, body)
         return {"predictions": ["x" for _ in body["instances"]]}
 
     def stream_raw_predict(self, deployment: Deployment, body: dict):
         self._record("raw", deployment, body)
         return iter(self.stream_chunks)
+
+
+class FakeServingLogs:
+    """Serving logs in memory, per deployment id, newest first; or a scripted failure."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[LogEntry]] = {}
+        self.failure: Exception | None = None
+
+    def newest(self, deployment: Deployment, limit: int) -> list[LogEntry]:
+        if self.failure:
+            raise self.failure
+        return self.entries.get(deployment.id, [])[:limit]
 
 
 class Clock:
@@ -289,6 +303,7 @@ class Harness:
     bucket: LocalBucket
     clock: Clock
     endpoints: FakeEndpoints
+    logs: FakeServingLogs
 
 
 def make_harness(tmp_path: Path, **settings: str) -> Harness:
@@ -306,7 +321,7 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
         "MODELDROP_BASE_POLICY": "strict",
         **settings,
     }
-    endpoints = FakeEndpoints()
+    endpoints, logs = FakeEndpoints(), FakeServingLogs()
     settings = Settings.from_env(env)
     deployer.project, deployer.region = settings.project, settings.region
     ctx = ApiContext(
@@ -319,7 +334,8 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
         clock,
         sleep=clock.advance,
         endpoints=endpoints,
+        serving_logs=logs,
         deployed=DeployedCache(settings.record_cache_seconds),
         refresh=Throttle(REFRESH_SECONDS),
     )
-    return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints)
+    return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints, logs)

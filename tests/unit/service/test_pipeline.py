@@ -125,6 +125,7 @@ def test_permanent_deploy_error_fails_with_the_hint(h, model):
         "code": "VERTEX_QUOTA",
         "message": "no quota",
         "hint": "Request quota X",
+        "logs": [],  # the server's last lines: none, it never started
     }
     assert h.events.states(record.id)[-1] == "FAILED"
 
@@ -168,7 +169,7 @@ def test_crash_retry_whose_original_operation_fails_ends_failed_on_the_next_poll
     h.deployer.finish(operation, error=error)
     h.clock.advance(60)
     assert reconcile(h.ctx).moved == {record.id: "FAILED"}
-    assert h.store.get(record.id).error == error
+    assert h.store.get(record.id).error == {**error, "logs": []}
 
 
 def test_lost_notifications_and_queue_messages_are_repaired_by_reconcile(h, model):

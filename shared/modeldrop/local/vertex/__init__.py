@@ -10,6 +10,7 @@ GPU. Modules:
 - resources: the in-memory registry of operations, endpoints and models (REST JSON)
 - storage: listing and copying the model folder from GCS
 - engines, echo: the model servers (processes, process groups, logs) and the echo aid
+- logs: every engine's output, answered as Cloud Logging's entries:list (POST /v2/entries:list)
 - translate, proxy: query bodies to the engine and back (SSE passed through)
 - faults: injected errors (MODELDROP_VERTEX_FAULTS, /emulator/faults)
 - capacity: GPU quota and stock per region (--capacity, /emulator/capacity), :recommendSpec

@@ -24,6 +24,7 @@ from modeldrop.local.vertex.engines import (
     resolve_kind,
 )
 from modeldrop.local.vertex.errors import RpcError, invalid, not_found
+from modeldrop.local.vertex.logs import EngineLog, LogBook
 from modeldrop.local.vertex.resources import TYPE_PREFIX, DeployStart, Registry
 from modeldrop.local.vertex.storage import DEFAULT_CACHE, fetch, list_model_folder
 
@@ -58,6 +59,8 @@ class ControlPlane:
         self._engines: dict[str, dict[str, Engine]] = {}  # endpoint -> deployed model id -> engine
         self._starting: set[Engine] = set()
         self._grants: dict[tuple[str, str], Grant] = {}  # (endpoint, deployed model id) -> GPUs
+        self.logs = LogBook()  # every engine's output, kept after it stops (entries:list)
+        self._logs: dict[Engine, EngineLog] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -109,7 +112,9 @@ class ControlPlane:
                 raise grant.stockout()
             local = fetch(folder, files, self.cache_dir)
             engine = create_engine(self.engine_kind, local, start.model_id, self.cache_dir / "logs")
+            engine_log = self.logs.follow(start.endpoint, engine.log_path)
             with self._lock:
+                self._logs[engine] = engine_log
                 if self._closed:
                     raise RpcError("The emulator is shutting down.", http_status=503)
                 self._starting.add(engine)
@@ -120,6 +125,7 @@ class ControlPlane:
                 if self._closed:
                     raise RpcError("The emulator is shutting down.", http_status=503)
                 deployed_id = self.registry.finish_deploy(start, spec)
+                self.logs.deployed(engine_log, deployed_id)
                 self._engines.setdefault(start.endpoint, {})[deployed_id] = engine
                 self._grants[(start.endpoint, deployed_id)] = grant
             log.info("deploy %s: ready (%s, %s)", start.operation.name, engine.kind, engine.url)
@@ -137,7 +143,7 @@ class ControlPlane:
             error = RpcError(f"Deploy failed while preparing the model: {exc!r}", http_status=500)
         log.warning("deploy %s failed: %s", start.operation.name, error.message.splitlines()[0])
         if engine is not None:
-            engine.stop()
+            self._stop_engine(engine)
             with self._lock:
                 self._starting.discard(engine)
         self.capacity.release(grant)  # a failed deploy holds no GPUs
@@ -160,7 +166,7 @@ class ControlPlane:
 
         def stop() -> None:
             if engine is not None:
-                engine.stop()
+                self._stop_engine(engine)
             self.registry.finish(
                 operation.name, response={"@type": TYPE_PREFIX + "UndeployModelResponse"}
             )
@@ -187,6 +193,14 @@ class ControlPlane:
     def update_endpoint(self, endpoint: str, body: Any, update_mask: str) -> dict[str, Any]:
         self.registry.endpoint(endpoint)  # 404 before 400, as the real API
         return self.registry.update_endpoint(endpoint, check_endpoint_update(body, update_mask))
+
+    def _stop_engine(self, engine: Engine) -> None:
+        """Stop an engine; its log is read to the end and kept."""
+        engine.stop()
+        with self._lock:
+            engine_log = self._logs.pop(engine, None)
+        if engine_log is not None:
+            self.logs.close(engine_log)
 
     # queries
     def serving(self, endpoint: str) -> tuple[Engine, dict[str, str]]:
@@ -227,3 +241,4 @@ class ControlPlane:
             thread.start()
         for thread in threads:
             thread.join()
+        self.logs.shutdown()

@@ -3,6 +3,11 @@
 A benchmark aid only: it measures what the emulator's and modeldrop's proxies add on top of an
 engine that costs nothing. It echoes the prompt's words back and never loads the model, so it
 proves nothing about serving; tests that claim a model is served use a real engine.
+
+Like the process engines it writes a log file (what the emulator's serving log reads): its
+start, each request it answers and its stop. The one thing it reads is the folder's config.json:
+one that is there but not a JSON object fails the start (as it fails every real engine), with
+the reason in the log.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from modeldrop.local.emulators import LOOPBACK
+from modeldrop.local.vertex.engines import EngineError
 
 DEFAULT_MAX_TOKENS = 16
 
@@ -72,6 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not chat and self.path != "/v1/completions":
             self._json(404, {"detail": "Not Found"})
             return
+        if body.get("stream"):  # the access line before the answer: a stream may stay open
+            self._access(200, "stream")
         reply, prompt_tokens = _words(body)
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -90,6 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
             choice["text"] = text
         kind = "chat.completion" if chat else "text_completion"
         self._json(200, {**base, "object": kind, "choices": [choice], "usage": usage})
+        self._access(200, f"{len(reply)} tokens")
 
     def _stream(self, chat: bool, reply: list[str], usage: dict[str, int], base: dict) -> None:
         self.send_response(200)
@@ -118,7 +127,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def _access(self, status: int, note: str = "") -> None:
+        """An access line, as uvicorn writes them."""
+        client = self.client_address[0] if self.client_address else "-"
+        request = f"{self.command} {self.path} {self.request_version}"
+        line = f'INFO:     {client} - "{request}" {status}'
+        self.server.write_log(f"{line} ({note})" if note else line)
+
     def _json(self, status: int, data: dict[str, Any]) -> None:
+        if status >= 400:
+            self._access(status)
         payload = json.dumps(data).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -130,6 +148,13 @@ class _Handler(BaseHTTPRequestHandler):
 class _EchoServer(ThreadingHTTPServer):
     daemon_threads = True
     model = ""
+    log_file: IO[str] | None = None
+    log_lock = threading.Lock()
+
+    def write_log(self, line: str) -> None:
+        with self.log_lock:
+            if self.log_file is not None and not self.log_file.closed:
+                self.log_file.write(line + "\n")
 
 
 class EchoEngine:
@@ -137,12 +162,17 @@ class EchoEngine:
 
     kind = "echo"
 
-    def __init__(self, folder: Path, model_id: str) -> None:
+    def __init__(self, folder: Path, model_id: str, log_dir: Path | None = None) -> None:
         self.folder = folder
         self.served_model = model_id
         self._server = _EchoServer((LOOPBACK, 0), _Handler)
         self._server.model = model_id
+        self._server.log_lock = threading.Lock()
         self.url = f"http://{LOOPBACK}:{self._server.server_port}"
+        log_dir = log_dir or folder.parent
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"echo-{model_id}-{self._server.server_port}.log"
+        self._server.log_file = open(self.log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115  # closed by stop()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"echo-{model_id}", daemon=True
         )
@@ -153,10 +183,28 @@ class EchoEngine:
         return None  # in-process
 
     def start(self) -> None:
+        self._server.write_log(
+            f"INFO:     echo engine starting: {self.served_model} from {self.folder}"
+        )
         self._thread.start()
 
     def wait_ready(self, timeout: float) -> None:
-        return None  # listening since __init__
+        """Listening since __init__; reads config.json (when there) as a real engine would."""
+        config = self.folder / "config.json"
+        if config.is_file():
+            try:
+                parsed = json.loads(config.read_text(errors="replace"))
+                problem = "" if isinstance(parsed, dict) else "it is not a JSON object"
+            except ValueError as exc:
+                problem = f"it is not JSON ({exc})"
+            if problem:
+                line = f"ERROR:    cannot load the model: {config.name} is unusable: {problem}"
+                self._server.write_log(line)
+                raise EngineError(f"Model server (echo) could not start. Last error: {line}")
+        self._server.write_log(
+            f"INFO:     echo engine serving {self.served_model} on {self.url} (echoes the "
+            "prompt's words; loads no weights)"
+        )
 
     def stop(self) -> None:
         if not self._stopped:
@@ -164,6 +212,16 @@ class EchoEngine:
             if self._thread.is_alive():
                 self._server.shutdown()
             self._server.server_close()
+            self._server.write_log("INFO:     echo engine stopped")
+            with self._server.log_lock:
+                if self._server.log_file is not None:
+                    self._server.log_file.close()
 
     def info(self) -> dict[str, Any]:
-        return {"kind": self.kind, "pid": None, "url": self.url, "served_model": self.served_model}
+        return {
+            "kind": self.kind,
+            "pid": None,
+            "url": self.url,
+            "served_model": self.served_model,
+            "log": str(self.log_path),
+        }

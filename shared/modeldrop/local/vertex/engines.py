@@ -55,6 +55,7 @@ class Engine(Protocol):
     url: str  # http://127.0.0.1:PORT
     served_model: str  # what the engine expects in a request's "model"
     folder: Path
+    log_path: Path  # its whole output (the emulator's serving log reads it)
 
     @property
     def pid(self) -> int | None: ...
@@ -98,7 +99,7 @@ def create_engine(kind: str, folder: Path, model_id: str, log_dir: Path) -> Engi
     if kind == "echo":
         from modeldrop.local.vertex.echo import EchoEngine
 
-        return EchoEngine(folder, model_id)
+        return EchoEngine(folder, model_id, log_dir)
     port = free_port()
     log_path = log_dir / f"{kind}-{model_id}-{port}.log"
     if kind == "vllm":

@@ -5,7 +5,8 @@ e.g. ``503x2,429x1`` (the next 2 control-plane calls answer 503 UNAVAILABLE, the
 429 RESOURCE_EXHAUSTED) or ``403@deploy``. The admin route POST /emulator/faults takes the same
 as JSON: ``{"status": 503, "count": 2, "routes": ["deploy"]}``. Faults fire in order; a fault
 with routes waits for a call on one of them. Without routes a fault hits any control-plane
-route; "query" (the dedicated-endpoint routes) is hit only when named.
+route; "query" (the dedicated-endpoint routes) and "logs" (Cloud Logging's entries:list) are hit
+only when named.
 
 The status ``stockout`` (``stockout[xCOUNT]``, or ``{"status": "stockout", "count": N}``) is a
 stockout that RecommendSpec cannot foresee: it applies to the deploy route only, and the deploy
@@ -32,7 +33,7 @@ log = logging.getLogger("modeldrop.vertex")
 
 ENV_VAR = "MODELDROP_VERTEX_FAULTS"
 CONTROL_ROUTES = ("deploy", "operations", "endpoints", "undeploy", "delete")
-ROUTES = (*CONTROL_ROUTES, "query")
+ROUTES = (*CONTROL_ROUTES, "query", "logs")
 SUPPORTED = (400, 403, 404, 409, 429, 500, 503, 504)
 STOCKOUT = "stockout"  # the deploy is accepted, its operation stocks out
 STOCKOUT_ROUTES = ("deploy",)
@@ -45,6 +46,7 @@ PERMISSIONS = {
     "undeploy": "aiplatform.endpoints.undeploy",
     "delete": "aiplatform.endpoints.delete",
     "query": "aiplatform.endpoints.predict",
+    "logs": "logging.logEntries.list",
 }
 _STATUS = rf"(?P<status>\d{{3}}|{STOCKOUT})"
 _SPEC = re.compile(_STATUS + r"(?:x(?P<count>\d+))?(?:@(?P<routes>[a-z+]+))?")
@@ -128,8 +130,9 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
     """The error Google Cloud answers for `status` on `route`, worded as the real API words it."""
     if status == 403:
         permission = PERMISSIONS[route]
+        service = "logging" if route == "logs" else "aiplatform"
         return RpcError(
-            f"Permission '{permission}' denied on resource '//aiplatform.googleapis.com/"
+            f"Permission '{permission}' denied on resource '//{service}.googleapis.com/"
             f"{resource}' (or it may not exist).",
             http_status=403,
             details=[error_info("IAM_PERMISSION_DENIED", {"permission": permission})],
@@ -144,6 +147,12 @@ def fault_error(status: int, route: str, resource: str, accelerator: str | None 
         if route == "query":
             quota = "aiplatform.googleapis.com/online_prediction_requests_per_base_model"
             message = f"Quota exceeded for {quota}. Retry with backoff."
+        elif route == "logs":
+            quota = "logging.googleapis.com/read_requests"
+            message = (
+                "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
+                f"minute' of service 'logging.googleapis.com' ({quota})."
+            )
         else:
             quota = "aiplatform.googleapis.com/resource_management_requests"
             message = (

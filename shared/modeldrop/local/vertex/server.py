@@ -4,7 +4,8 @@ Control plane (as the v1beta1 REST transport calls it): `:deploy`, operations (g
 of a location) under /ui and /v1beta1, endpoints GET/PATCH/DELETE, `:undeployModel`, models
 GET/DELETE. Dedicated-endpoint queries (clients reach them at https://{dedicatedEndpointDns},
 the emulator's TLS port): `/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`.
-ModelService `:recommendSpec` answers from the capacity table. Admin: /emulator/state,
+ModelService `:recommendSpec` answers from the capacity table. Cloud Logging's
+`POST /v2/entries:list` answers from the engines' output (`logs`). Admin: /emulator/state,
 /emulator/faults (a "stockout" fault makes a deploy's operation stock out), /emulator/capacity.
 Every route answers on both ports; `emulator.VertexEmulator` serves them.
 """
@@ -139,6 +140,14 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         engine, _ = serving(project, location, endpoint)
         method = request.path.rsplit(":", 1)[-1]
         return _forward(client, engine, translate.raw_predict_request(_json_body(), method))
+
+    # Cloud Logging: the serving containers' log (MODELDROP_LOGGING_API_ENDPOINT points here)
+    @app.post("/v2/entries:list")
+    def list_log_entries() -> Any:
+        body = _json_body()
+        names = body.get("resourceNames") if isinstance(body, dict) else None
+        faults.call("logs", str(names[0]) if isinstance(names, list) and names else "entries")
+        return control.logs.list_entries(body)
 
     # admin
     @app.get("/")
