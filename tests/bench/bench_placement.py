@@ -5,7 +5,8 @@ every second, RUNS uploads per case: `direct` (the first candidate lands), `no_q
 quota in us-central1: RecommendSpec rules it out before the first attempt) and `stockout` (the
 first attempt's operation stocks out, an injected fault RecommendSpec cannot foresee: its
 endpoint is deleted and the second region's candidate deployed). Measured from the end of the
-upload to the DEPLOYED notification.
+upload to the DEPLOYED notification, which now includes the smoke test (its request's
+latency is reported too).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def run() -> dict:
     os.environ["MODELDROP_REGIONS"] = REGIONS  # passed on to the functions
     seconds: dict[str, list[float]] = {case: [] for case in CASES}
     regions: dict[str, set[str]] = {case: set() for case in CASES}
+    smoke_ms: list[int] = []  # the smoke test's request, part of every deploy above
     try:
         with LocalStack(config) as stack:
             vertex = stack.urls["vertex"]
@@ -77,6 +79,7 @@ def run() -> dict:
                     )
                     status = requests.get(f"{stack.urls['api']}/v1/models/{name}", timeout=10)
                     regions[case].add(status.json()["placement"]["region"])
+                    smoke_ms.append(status.json()["smoke_test"]["latency_ms"])
                     requests.delete(status.json()["links"]["self"], timeout=30)
             subscriber.close()
     finally:
@@ -88,7 +91,9 @@ def run() -> dict:
             f"(runs: {', '.join(f'{x:.2f}' for x in values)}) in {', '.join(sorted(regions[case]))}"
         )
     overhead = medians["stockout"] - medians["direct"]
+    print(f"   smoke test request: median {statistics.median(smoke_ms)} ms (max {max(smoke_ms)})")
     return {
+        "smoke_test_ms": smoke_ms,
         "seconds": seconds,
         "median_s": medians,
         "regions": {case: sorted(r) for case, r in regions.items()},
