@@ -15,8 +15,8 @@ from typing import Any
 from flask import Request, Response
 
 from modeldrop import logs
+from modeldrop.api import costs, lookup, openai, proxy, status
 from modeldrop.api import logs as serving_logs
-from modeldrop.api import lookup, openai, proxy, status
 from modeldrop.api.auth import check_bearer
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError, no_deployment, no_model
@@ -58,6 +58,7 @@ def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]
         "list_deployments": lambda: status.list_deployments(
             ctx, request.args.to_dict(flat=False), base
         ),
+        "costs": lambda: costs.costs(ctx),
         "deployment_status": lambda deployment_id: status.deployment_status(
             ctx, deployment_id, base
         ),

@@ -24,6 +24,7 @@ ROUTES: list[Route] = [
     route("GET", "/healthz", "health"),
     route("GET", "/openapi.json", "openapi"),
     route("GET", "/v1/deployments", "list_deployments"),
+    route("GET", "/v1/costs", "costs"),
     route("GET", "/v1/deployments/{deployment_id}", "deployment_status"),
     route("DELETE", "/v1/deployments/{deployment_id}", "delete_deployment"),
     route("GET", "/v1/deployments/{deployment_id}/logs", "deployment_logs"),

@@ -96,7 +96,7 @@ def list_deployments(
             status=400,
         ) from exc
     return {
-        "deployments": [status_body(d, base_url) for d in page],
+        "deployments": [status_body(d, base_url, ctx.clock()) for d in page],
         "next_page_token": token,
     }
 
@@ -116,14 +116,14 @@ def refreshed(ctx: ApiContext, record: Deployment) -> Deployment:
 
 
 def deployment_status(ctx: ApiContext, deployment_id: str, base_url: str) -> dict[str, Any]:
-    return status_body(refreshed(ctx, get_deployment(ctx, deployment_id)), base_url)
+    return status_body(refreshed(ctx, get_deployment(ctx, deployment_id)), base_url, ctx.clock())
 
 
 def model_status(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
     record = ctx.store.latest_for_model(name)
     if record is None:
         raise no_model(name)
-    return status_body(refreshed(ctx, record), base_url)
+    return status_body(refreshed(ctx, record), base_url, ctx.clock())
 
 
 def delete_deployment(
@@ -153,4 +153,4 @@ def delete_deployment(
             status=409,
         )
     code = 202 if result.state is State.UNDEPLOYING else 200
-    return status_body(result, base_url), code
+    return status_body(result, base_url, ctx.clock()), code

@@ -206,5 +206,5 @@ def test_names_in_links_are_percent_encoded(h):
 
     from modeldrop.api.views import status_body
 
-    links = status_body(replace(h.deployed, model="a b#?%/c"), "")["links"]
+    links = status_body(replace(h.deployed, model="a b#?%/c"), "", h.clock())["links"]
     assert links["model"] == "/v1/models/a%20b%23%3F%25%2Fc"

@@ -93,6 +93,6 @@ def test_the_status_body_names_every_field_the_api_shows():
     from modeldrop.domain.deployment import new_deployment
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    body = status_body(new_deployment("b", "models/m", "f" * 64, 1, at), "http://api")
+    body = status_body(new_deployment("b", "models/m", "f" * 64, 1, at), "http://api", at)
     schema = openapi_document()["components"]["schemas"]["Deployment"]
     assert set(body) == set(schema["properties"]) == set(schema["required"])
