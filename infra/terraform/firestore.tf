@@ -43,7 +43,7 @@ locals {
   # otherwise make many index entries per write).
   unindexed_fields = [
     "validation", "history", "overrides", "machine", "error", "candidates", "preflight",
-    "placement", "attempts", "smoke_test",
+    "placement", "attempts", "smoke_test", "blocked",
   ]
 }
 

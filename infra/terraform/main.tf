@@ -58,6 +58,7 @@ locals {
     MODELDROP_PUBLISH_TIMEOUT      = tostring(var.publish_timeout_seconds)
     MODELDROP_API_BASE_URL         = var.api_base_url
     MODELDROP_MAX_ATTEMPTS         = tostring(var.max_attempts)
+    MODELDROP_MAX_HOURLY_USD       = var.max_hourly_usd == null ? "" : tostring(var.max_hourly_usd)
     # Deployment defaults: a JSON machine spec ("" = recommend from the weights) and a
     # comma-separated PSC project allowlist ("" = dedicated public endpoints).
     MODELDROP_DEFAULT_MACHINE_SPEC  = var.default_machine_spec == null ? "" : jsonencode(var.default_machine_spec)

@@ -203,6 +203,17 @@ variable "max_attempts" {
   }
 }
 
+variable "max_hourly_usd" {
+  description = "Cap on the estimated hourly cost of the running deployments, in US dollars (MODELDROP_MAX_HOURLY_USD); a deploy that would go over waits until running ones are deleted. null: no cap."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_hourly_usd == null ? true : var.max_hourly_usd > 0
+    error_message = "max_hourly_usd must be a positive amount of dollars, or null."
+  }
+}
+
 variable "deploy_max_delivery_attempts" {
   description = "Deliveries of one validated message to the deploy function before it goes to the dead-letter topic (5-100)."
   type        = number

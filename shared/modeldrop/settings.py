@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,6 +90,18 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _dollars(text: str) -> Fraction | None:
+    """A positive amount of US dollars such as 25 or 12.50 (exact), or None when empty."""
+    if not text.strip():
+        return None
+    if not re.fullmatch(r"\d{1,9}(\.\d{1,4})?", text.strip()):
+        raise ValueError(f"expected an amount of dollars such as 25 or 12.50, not {text[:64]!r}")
+    value = Fraction(text.strip())
+    if value <= 0:
+        raise ValueError(f"expected a positive amount, not {text[:64]!r}")
     return value
 
 
@@ -178,6 +191,12 @@ SETTINGS: dict[str, Setting] = {
     "max_attempts": Setting(
         "MODELDROP_MAX_ATTEMPTS", "5", _positive_int, "tries of one step before it ends FAILED"
     ),
+    "max_hourly_usd": Setting(
+        "MODELDROP_MAX_HOURLY_USD",
+        "",
+        _dollars,
+        "cap on the estimated hourly cost of the running deployments (empty: no cap)",
+    ),
 }
 
 
@@ -209,6 +228,7 @@ class Settings:
     record_cache_seconds: float
     publish_timeout: float
     max_attempts: int
+    max_hourly_usd: Fraction | None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -7,7 +7,7 @@ transactions: the Firestore emulator stalls when many of them contend for one do
 
 Document layout: datetimes are timestamps, `state` a string, `history` a list of maps
 {state, at, note}, `validation`/`machine`/`overrides`/`error`/`preflight`/`placement`/
-`smoke_test` maps,
+`smoke_test`/`blocked` maps,
 `candidates` and `attempts` lists of maps. Firestore forbids an array
 directly inside an array, so such an inner list is stored as the map {"_md_array": [...]} and
 unwrapped on reading.
@@ -22,8 +22,8 @@ direction of the last field):
 - model ASC, state ASC, created_at DESC: `list(states=..., model=...)`
 - model ASC, revision DESC, created_at DESC: `latest_for_model()`
 Exempting `validation`, `history`, `overrides`, `machine`, `error`, `candidates`, `preflight`,
-`placement`, `attempts` and `smoke_test` from single-field indexing is advisable: nothing
-queries them and a verdict with many findings makes many entries.
+`placement`, `attempts`, `smoke_test` and `blocked` from single-field indexing is advisable:
+nothing queries them and a verdict with many findings makes many entries.
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ class FirestoreDeploymentStore:
             raise UsageError(f"limit must be between 1 and {MAX_PAGE}, not {limit}.")
         query: Any = self._collection
         if states:
-            query = query.where(filter=FieldFilter("state", "in", [str(s) for s in states]))
+            # each state once: Firestore's "in" takes at most 30 values
+            values = sorted({str(s) for s in states})
+            query = query.where(filter=FieldFilter("state", "in", values))
         if model is not None:
             if not valid_name(model):
                 return [], None

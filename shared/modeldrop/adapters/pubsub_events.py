@@ -32,6 +32,11 @@ def event_type(state: State | str) -> str:
     return TYPE_PREFIX + str(state).lower()
 
 
+def blocked(deployment: Deployment) -> bool:
+    """Whether the record's news is that the budget cap holds its deploy back."""
+    return deployment.state is State.VALIDATED and deployment.blocked is not None
+
+
 def default_source(project: str) -> str:
     """The CloudEvent source of a project's events: //modeldrop/projects/PROJECT."""
     return f"//modeldrop/projects/{project}"
@@ -41,7 +46,7 @@ def to_event(deployment: Deployment, source: str) -> CloudEvent:
     """The CloudEvent announcing the record's current state."""
     at = deployment.updated_at
     attributes = {
-        "type": event_type(deployment.state),
+        "type": event_type("BLOCKED" if blocked(deployment) else deployment.state),
         "source": source,
         "id": f"{deployment.id}-{deployment.event_sequence}",
         "subject": deployment.id,

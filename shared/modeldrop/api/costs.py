@@ -7,27 +7,13 @@ from typing import Any
 
 from modeldrop.api.context import ApiContext
 from modeldrop.domain import cost
-from modeldrop.domain.deployment import Deployment
-
-MAX_RUNNING = 1_000  # records listed; more running deployments than this is reported, not read
-
-
-def running(ctx: ApiContext) -> tuple[list[Deployment], bool]:
-    """The records holding (or about to hold) a machine, and whether there were more."""
-    found: list[Deployment] = []
-    token = None
-    while len(found) < MAX_RUNNING:
-        page, token = ctx.store.list_page(states=cost.RUNNING, limit=100, page_token=token)
-        found += page
-        if not token:
-            return found[:MAX_RUNNING], False
-    return found[:MAX_RUNNING], True
+from modeldrop.service import budget
 
 
 def costs(ctx: ApiContext) -> dict[str, Any]:
     """Each running deployment's hourly and accrued estimate, and the totals."""
     now = ctx.clock()
-    records, truncated = running(ctx)
+    records, truncated = budget.running(ctx)
     rows = []
     hourly_total, accrued_total = Fraction(0), Fraction(0)
     for record in records:

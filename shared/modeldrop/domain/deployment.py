@@ -77,7 +77,8 @@ class Deployment:
     machine_spec, spot, hourly_usd}); `attempts` the attempts that ended, oldest first;
     `preflight` what RecommendSpec said before the first attempt. Each attempt deploys its own
     endpoint and model ids (`attempt_id`). `smoke_test` is the one request sent to the endpoint
-    before it is DEPLOYED (service.smoke), and its outcome.
+    before it is DEPLOYED (service.smoke), and its outcome. `blocked` says why a VALIDATED record
+    waits for the budget cap (service.budget); None otherwise.
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -107,6 +108,7 @@ class Deployment:
     placement: dict[str, Any] | None = None
     attempts: tuple[dict[str, Any], ...] = ()
     smoke_test: dict[str, Any] | None = None
+    blocked: dict[str, Any] | None = None
     event_sequence: int = 0
     published_sequence: int = 0
     etag: str | None = None
@@ -187,6 +189,7 @@ class Deployment:
             "placement": self.placement,
             "attempts": list(self.attempts),
             "smoke_test": self.smoke_test,
+            "blocked": self.blocked,
             "event_sequence": self.event_sequence,
             "published_sequence": self.published_sequence,
         }

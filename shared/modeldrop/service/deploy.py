@@ -14,7 +14,7 @@ from datetime import datetime
 from modeldrop import logs
 from modeldrop.domain.deployment import Deployment, State, update
 from modeldrop.domain.findings import excerpt
-from modeldrop.service import placement
+from modeldrop.service import budget, placement
 from modeldrop.service.context import Context
 from modeldrop.service.placement import between_attempts
 from modeldrop.service.ports import DeployError
@@ -41,7 +41,12 @@ def on_validated(ctx: Context, deployment_id: str) -> Deployment | None:
     if record is None:
         log.warning("no deployment %s; message dropped", excerpt(deployment_id))
         return None
-    if record.state is State.VALIDATED or unstarted(record, ctx.clock()):
+    if record.state is State.VALIDATED:
+        blocked = budget.over_budget(ctx, record)
+        if blocked:
+            return budget.block(ctx, record, blocked)
+        return claim_and_deploy(ctx, record)
+    if unstarted(record, ctx.clock()):
         return claim_and_deploy(ctx, record)
     log.info(
         "duplicate or late message: deployment is %s",

@@ -44,7 +44,11 @@ def plan(ctx: Context, record: Deployment) -> Deployment | None:
         "cheapest": full[0].as_dict() if full else None,
     }
     planned = update(
-        record, ctx.clock(), candidates=tuple(c.as_dict() for c in kept), preflight=preflight
+        record,
+        ctx.clock(),
+        candidates=tuple(c.as_dict() for c in kept),
+        preflight=preflight,
+        blocked=None,  # the budget let it through
     )
     if not kept:
         return commit(ctx, _failed(planned, ctx.clock(), no_capacity(planned)))

@@ -1,0 +1,71 @@
+"""The budget cap (MODELDROP_MAX_HOURLY_USD) on fakes: a deploy that would go over waits
+VALIDATED with `blocked`, is announced once, and deploys by itself when the budget frees."""
+
+from __future__ import annotations
+
+import pytest
+
+from modeldrop.adapters.pubsub_events import to_event
+from modeldrop.domain.deployment import State
+from modeldrop.service.deploy import on_validated
+from modeldrop.service.lifecycle import start_delete
+from modeldrop.service.reconcile import reconcile
+from modeldrop.settings import SettingError, Settings
+from tests.fixtures.model_folders import write_valid
+from tests.fixtures.uploads import upload_all
+from tests.unit.service.fakes import make_harness
+
+
+def validated(h, tmp_path, name):
+    record = upload_all(h, write_valid(tmp_path / name), name=name)[-1]
+    assert record.state is State.VALIDATED
+    return record
+
+
+def test_a_second_model_waits_for_the_budget_then_deploys_by_itself(tmp_path):
+    h = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="1.50")  # one g2-standard-4 ($0.81/h)
+    first = on_validated(h.ctx, validated(h, tmp_path, "alpha").id)
+    h.deployer.finish()
+    reconcile(h.ctx)
+    assert h.store.get(first.id).state is State.DEPLOYED
+
+    second = validated(h, tmp_path, "beta")
+    blocked = on_validated(h.ctx, second.id)
+    assert blocked.state is State.VALIDATED and h.deployer.deploy_calls == [first.id]
+    assert blocked.blocked["code"] == "BUDGET_EXCEEDED"
+    assert (blocked.blocked["running_hourly_usd"], blocked.blocked["cap"]) == (0.8129, 1.5)
+    assert "MODELDROP_MAX_HOURLY_USD" in blocked.blocked["message"]
+    assert to_event(blocked, "s")["type"] == "dev.modeldrop.deployment.blocked"
+    announced = h.events.states(second.id)
+    assert announced == ["DETECTED", "VALIDATING", "VALIDATED", "VALIDATED"]
+
+    h.clock.advance(h.ctx.settings.lease_seconds + 1)
+    reconcile(h.ctx)  # re-queued; still over the budget: not announced again
+    on_validated(h.ctx, h.queue.messages[-1])
+    assert h.events.states(second.id) == announced and len(h.deployer.deploy_calls) == 1
+
+    delete = h.ctx.store.get(first.id)
+    assert start_delete(h.ctx, delete).state is State.UNDEPLOYED
+    h.clock.advance(h.ctx.settings.lease_seconds + 1)
+    reconcile(h.ctx)
+    deploying = on_validated(h.ctx, h.queue.messages[-1])
+    assert deploying.state is State.DEPLOYING and deploying.blocked is None
+    assert h.deployer.deploy_calls == [first.id, second.id]
+
+
+def test_no_cap_by_default_and_a_bad_cap_is_refused(tmp_path):
+    h = make_harness(tmp_path)
+    assert h.ctx.settings.max_hourly_usd is None
+    for name in ("alpha", "beta"):
+        assert on_validated(h.ctx, validated(h, tmp_path, name).id).state is State.DEPLOYING
+    for bad in ("-1", "0", "1e9", "ten", "1.23456"):
+        with pytest.raises(SettingError, match="MODELDROP_MAX_HOURLY_USD"):
+            Settings.from_env({"MODELDROP_MAX_HOURLY_USD": bad})
+
+
+def test_a_blocked_deployment_is_cancelled_by_delete(tmp_path):
+    h = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="0.50")  # below every machine
+    blocked = on_validated(h.ctx, validated(h, tmp_path, "alpha").id)
+    assert blocked.blocked and blocked.blocked["needed_hourly_usd"] == 0.8129
+    assert start_delete(h.ctx, h.store.get(blocked.id)).state is State.SUPERSEDED
+    assert h.deployer.deploy_calls == []
