@@ -1,7 +1,9 @@
 """Queries to a deployed model, proxied to the endpoint recorded in Firestore.
 
 Nothing in a request can choose where it goes: the upstream is always the recorded endpoint
-of a DEPLOYED record. Streams are passed on chunk by chunk as they arrive.
+of a DEPLOYED record. Streams are passed on chunk by chunk as they arrive. Every answer names
+the deployment that gave it (X-Modeldrop-Deployment), so a client can tell which revision
+answered.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from modeldrop.sse import ending_with_done
 
 log = logs.get("api.proxy")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DEPLOYMENT_HEADER = "X-Modeldrop-Deployment"
 # Upstream answers passed on as they are: the request was at fault (or came too fast). Others
 # (401/403: our credentials; 404: the endpoint is gone; 5xx) are the service's: 502.
 CLIENT_ERRORS = frozenset({400, 413, 422, 429})
@@ -72,27 +75,36 @@ def stream_response(chunks: Iterator[bytes], record: Deployment) -> Response:
     return Response(
         ending_with_done(_guarded(chunks, record)),
         mimetype="text/event-stream",
-        headers=SSE_HEADERS,
+        headers={**SSE_HEADERS, DEPLOYMENT_HEADER: record.id},
         direct_passthrough=True,
     )
 
 
-def chat(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response | dict[str, Any]:
+def answer(body: dict[str, Any], record: Deployment) -> Response:
+    """A unary answer of the endpoint, as JSON naming the deployment that gave it."""
+    return Response(
+        json.dumps(body),
+        mimetype="application/json",
+        headers={DEPLOYMENT_HEADER: record.id},
+    )
+
+
+def chat(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
     """chat/completions, unary or (with "stream": true) as a server-sent event stream."""
     endpoints = ctx.endpoints
     body = {**body, "model": body.get("model") or record.vertex_id}
     try:
         if body.get("stream"):
             return stream_response(endpoints.stream_chat_completions(record, body), record)
-        return endpoints.chat_completions(record, body)
+        return answer(endpoints.chat_completions(record, body), record)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:
         raise upstream_failure(ctx, record, exc) from exc
 
 
-def predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+def predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
     _require_instances(body)
     try:
-        return ctx.endpoints.predict(record, body)
+        return answer(ctx.endpoints.predict(record, body), record)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:
         raise upstream_failure(ctx, record, exc) from exc
 

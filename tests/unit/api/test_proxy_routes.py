@@ -269,3 +269,20 @@ def test_cache_expires_and_can_be_turned_off():
     off = DeployedCache(0)
     off.put("a", record)
     assert off.get("a") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/deployments/{id}/chat/completions", CHAT),
+        ("/v1/deployments/{id}/chat/completions", {**CHAT, "stream": True}),
+        ("/v1/deployments/{id}:predict", {"instances": [{"prompt": "hi"}]}),
+        ("/v1/deployments/{id}:streamRawPredict", {"instances": [{"prompt": "hi"}]}),
+        ("/v1/chat/completions", {**CHAT, "model": "chatty"}),
+        ("/v1/chat/completions", {**CHAT, "model": "chatty", "stream": True}),
+    ],
+)
+def test_every_answer_names_the_deployment_that_gave_it(h, path, body):
+    response, payload = call(h, "POST", path.format(id=h.deployed.id), body)
+    assert response.status_code == 200 and payload
+    assert response.headers["X-Modeldrop-Deployment"] == h.deployed.id
