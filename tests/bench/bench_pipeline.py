@@ -23,7 +23,8 @@ RUNS = 3
 STORM, CONCURRENCY = 200, 16
 
 
-def _deployed(subscriber, name: str):
+def deployed_event(subscriber, name: str):
+    """The DEPLOYED notification of model `name` the subscriber has received, or None."""
     return next(
         (
             m
@@ -56,8 +57,8 @@ def run() -> dict:
             name = f"bench-{run_number}"
             upload_folder(storage, folder, config.bucket, f"{config.root_prefix}{name}")
             uploaded = time.time()
-            subscriber.wait_for(lambda _, n=name: _deployed(subscriber, n) is not None, 300)
-            latencies.append(_deployed(subscriber, name).publish_time.timestamp() - uploaded)
+            subscriber.wait_for(lambda _, n=name: deployed_event(subscriber, n) is not None, 300)
+            latencies.append(deployed_event(subscriber, name).publish_time.timestamp() - uploaded)
         calls_before = requests.get(f"{stack.urls['vertex']}/emulator/state", timeout=10).json()
         name = "bench-0"
         last = f"{config.root_prefix}{name}/{sorted(p.name for p in folder.iterdir())[-1]}"

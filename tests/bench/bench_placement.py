@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from tests.bench.bench_pipeline import deployed_event
+
 RUNS = 3
 REGIONS = "us-central1,europe-west4"
 CASES = {
@@ -28,17 +30,6 @@ CASES = {
 }
 PLACEMENT = "placement: {max_hourly_usd: 0.9}\n"  # g2-standard-4 in each region
 MAX_FALLBACK_OVERHEAD_S = 10.0  # the stockout case over the direct one (median)
-
-
-def _deployed(subscriber, name: str):
-    return next(
-        (
-            m
-            for m in subscriber.messages
-            if m.attributes.get("model") == name and m.attributes.get("state") == "DEPLOYED"
-        ),
-        None,
-    )
 
 
 def run() -> dict:
@@ -73,9 +64,11 @@ def run() -> dict:
                     name = f"place-{case.replace('_', '-')}-{run_number}"
                     upload_folder(storage, folder, config.bucket, f"{config.root_prefix}{name}")
                     uploaded = time.time()
-                    subscriber.wait_for(lambda _, n=name: _deployed(subscriber, n) is not None, 300)
+                    subscriber.wait_for(
+                        lambda _, n=name: deployed_event(subscriber, n) is not None, 300
+                    )
                     seconds[case].append(
-                        _deployed(subscriber, name).publish_time.timestamp() - uploaded
+                        deployed_event(subscriber, name).publish_time.timestamp() - uploaded
                     )
                     status = requests.get(f"{stack.urls['api']}/v1/models/{name}", timeout=10)
                     regions[case].add(status.json()["placement"]["region"])

@@ -26,7 +26,6 @@ from modeldrop.service.serving_log import failure_logs
 from modeldrop.validation.placement import Candidate, ladder
 
 log = logs.get("placement")
-OUTCOMES = ("deployed", "no_quota", "stockout", "unavailable", "error")
 
 
 def plan(ctx: Context, record: Deployment) -> Deployment | None:
