@@ -59,6 +59,8 @@ locals {
     MODELDROP_API_BASE_URL         = var.api_base_url
     MODELDROP_MAX_ATTEMPTS         = tostring(var.max_attempts)
     MODELDROP_MAX_HOURLY_USD       = var.max_hourly_usd == null ? "" : tostring(var.max_hourly_usd)
+    MODELDROP_RETIRE_AFTER_SECONDS = tostring(var.retire_after_seconds)
+    MODELDROP_IDLE_UNDEPLOY_SECONDS = tostring(var.idle_undeploy_seconds)
     # Deployment defaults: a JSON machine spec ("" = recommend from the weights) and a
     # comma-separated PSC project allowlist ("" = dedicated public endpoints).
     MODELDROP_DEFAULT_MACHINE_SPEC  = var.default_machine_spec == null ? "" : jsonencode(var.default_machine_spec)

@@ -214,6 +214,28 @@ variable "max_hourly_usd" {
   }
 }
 
+variable "retire_after_seconds" {
+  description = "How long a revision replaced as its model name's serving one keeps its endpoint (rollback's window) before it is retired: undeployed and its endpoint deleted (MODELDROP_RETIRE_AFTER_SECONDS)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.retire_after_seconds >= 0 && var.retire_after_seconds <= 31622400 && floor(var.retire_after_seconds) == var.retire_after_seconds
+    error_message = "retire_after_seconds must be whole seconds from 0 to a year."
+  }
+}
+
+variable "idle_undeploy_seconds" {
+  description = "Undeploy a deployment that has had no proxied request for this long (MODELDROP_IDLE_UNDEPLOY_SECONDS); a folder's modeldrop.yaml idle_undeploy_after_seconds wins. 0: never."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.idle_undeploy_seconds >= 0 && var.idle_undeploy_seconds <= 31622400 && floor(var.idle_undeploy_seconds) == var.idle_undeploy_seconds
+    error_message = "idle_undeploy_seconds must be whole seconds from 0 to a year (0: never)."
+  }
+}
+
 variable "deploy_max_delivery_attempts" {
   description = "Deliveries of one validated message to the deploy function before it goes to the dead-letter topic (5-100)."
   type        = number

@@ -93,6 +93,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MAX_SECONDS = 366 * 24 * 3600
+
+
+def _seconds(text: str) -> int:
+    """A whole number of seconds, 0 up to a year."""
+    if not re.fullmatch(r"\d{1,9}", text.strip()) or int(text) > MAX_SECONDS:
+        raise ValueError(f"expected whole seconds from 0 to {MAX_SECONDS}, not {text[:64]!r}")
+    return int(text)
+
+
 def _dollars(text: str) -> Fraction | None:
     """A positive amount of US dollars such as 25 or 12.50 (exact), or None when empty."""
     if not text.strip():
@@ -197,6 +207,18 @@ SETTINGS: dict[str, Setting] = {
         _dollars,
         "cap on the estimated hourly cost of the running deployments (empty: no cap)",
     ),
+    "retire_after_seconds": Setting(
+        "MODELDROP_RETIRE_AFTER_SECONDS",
+        "3600",
+        _seconds,
+        "a revision replaced as its model's serving one keeps its endpoint this long",
+    ),
+    "idle_undeploy_seconds": Setting(
+        "MODELDROP_IDLE_UNDEPLOY_SECONDS",
+        "0",
+        _seconds,
+        "undeploy a deployment without a proxied request for this long (0: never)",
+    ),
 }
 
 
@@ -229,6 +251,8 @@ class Settings:
     publish_timeout: float
     max_attempts: int
     max_hourly_usd: Fraction | None
+    retire_after_seconds: int
+    idle_undeploy_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -12,6 +12,10 @@ Document layout: datetimes are timestamps, `state` a string, `history` a list of
 directly inside an array, so such an inner list is stored as the map {"_md_array": [...]} and
 unwrapped on reading.
 
+Model names' serving pointers (domain.revisions.ModelPointer) live in a second collection,
+`<collection>-models`, one document per name {name, serving, previous, changed_at}; its id is
+a digest of the name (a name may be anything a folder's name can be), read by id only.
+
 Ids and model names outside `modeldrop.api.keys` are never sent to Firestore (it would refuse
 them): such a record cannot exist, so `get`, `list` and `latest_for_model` find nothing.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import fields, replace
 from datetime import datetime, timedelta
@@ -50,6 +55,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from modeldrop.api.keys import valid_id, valid_name
 from modeldrop.domain.deployment import Deployment, State, Transition
 from modeldrop.domain.findings import excerpt
+from modeldrop.domain.revisions import ModelPointer
 from modeldrop.errors import UsageError
 from modeldrop.service.ports import RecordTooLarge
 
@@ -64,6 +70,7 @@ class FirestoreDeploymentStore:
     def __init__(self, client: firestore.Client, collection: str = "deployments") -> None:
         self._client = client
         self._collection = client.collection(collection)
+        self._pointers = client.collection(f"{collection}-models")
 
     def create(self, deployment: Deployment) -> bool:
         """Store a new record; False (and nothing written) when the id already exists."""
@@ -149,6 +156,42 @@ class FirestoreDeploymentStore:
         for snapshot in query.stream():
             return _from_snapshot(snapshot)
         return None
+
+    def get_pointer(self, model: str) -> ModelPointer | None:
+        """The model name's serving pointer with its etag set, or None."""
+        if not valid_name(model):
+            return None
+        snapshot = self._pointers.document(pointer_id(model)).get()
+        if not snapshot.exists:
+            return None
+        data = snapshot.to_dict() or {}
+        return ModelPointer(
+            name=data["name"],
+            serving=data["serving"],
+            previous=data.get("previous"),
+            changed_at=_decode(data["changed_at"]),
+            etag=snapshot.update_time.rfc3339(),
+        )
+
+    def put_pointer(self, pointer: ModelPointer) -> ModelPointer | None:
+        """Create (etag None) or replace-if-unchanged; None when someone got there first."""
+        document = self._pointers.document(pointer_id(pointer.name))
+        try:
+            if pointer.etag is None:
+                result = document.create(pointer.as_dict())
+            else:
+                option = self._client.write_option(
+                    last_update_time=DatetimeWithNanoseconds.from_rfc3339(pointer.etag)
+                )
+                result = document.update(pointer.as_dict(), option=option)
+        except (AlreadyExists, FailedPrecondition, NotFound):
+            return None
+        return replace(pointer, etag=result.update_time.rfc3339())
+
+
+def pointer_id(model: str) -> str:
+    """The document id of a model name's pointer: a digest, valid whatever the name holds."""
+    return hashlib.sha256(model.encode()).hexdigest()[:40]
 
 
 def to_document(deployment: Deployment) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Request, Response
 
 from modeldrop import logs
-from modeldrop.api import costs, lookup, openai, proxy, status
+from modeldrop.api import costs, lookup, models, openai, proxy, status
 from modeldrop.api import logs as serving_logs
 from modeldrop.api.auth import check_bearer
 from modeldrop.api.context import ApiContext
@@ -68,7 +68,11 @@ def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]
         "deployment_logs": lambda deployment_id: serving_logs.deployment_logs(
             ctx, deployment_id, request.args.to_dict(flat=False)
         ),
-        "model_status": lambda name: status.model_status(ctx, name, base),
+        "redeploy_deployment": lambda deployment_id: status.redeploy_deployment(
+            ctx, deployment_id, base
+        ),
+        "model_status": lambda name: models.model_status(ctx, name, base),
+        "rollback_model": lambda name: models.rollback(ctx, name, base),
         "chat": lambda deployment_id: proxy.chat(ctx, lookup.deployed(ctx, deployment_id), body()),
         "predict": lambda deployment_id: proxy.predict(
             ctx, lookup.deployed(ctx, deployment_id), body()

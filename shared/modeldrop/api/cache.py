@@ -53,10 +53,13 @@ class Throttle:
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def allow(self, key: str) -> bool:
+    def allow(self, key: str, seconds: float | None = None) -> bool:
+        """Whether a call for `key` may go now (`seconds`: this call's interval, if not the
+        throttle's own)."""
+        interval = self.seconds if seconds is None else seconds
         now = self.clock()
         with self._lock:
-            if now - self._last.get(key, now - self.seconds) < self.seconds:
+            if now - self._last.get(key, now - interval) < interval:
                 return False
             self._last[key] = now
             return True

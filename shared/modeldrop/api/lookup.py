@@ -24,6 +24,8 @@ def require_deployed(record: Deployment) -> Deployment:
             State.DEPLOYING: "The endpoint is still coming up; poll the status URL.",
             State.REJECTED: "Validation rejected the upload; see its findings.",
             State.FAILED: "The deploy failed; see its error and hint.",
+            State.UNDEPLOYED: "Its endpoint was deleted (its history says why); "
+            f"POST /v1/deployments/{record.id}:redeploy deploys it again.",
         }.get(record.state, "Only DEPLOYED deployments answer queries.")
         raise ApiError(
             f"Deployment {record.id} is {record.state}.",

@@ -1,6 +1,6 @@
 """The OpenAI-compatible surface: GET /v1/models and POST /v1/chat/completions.
 
-`model` names a model (its newest DEPLOYED revision) or a deployment id, so the official
+`model` names a model (its serving revision) or a deployment id, so the official
 `openai` client works with base_url=<api>/v1. Errors use OpenAI's error body.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response
 
-from modeldrop.api import lookup, proxy
+from modeldrop.api import lookup, models, proxy
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError
 from modeldrop.api.keys import valid_name
@@ -36,15 +36,22 @@ def error_body(error: ApiError) -> dict[str, Any]:
 
 
 def list_models(ctx: ApiContext) -> dict[str, Any]:
-    """Every model name with a DEPLOYED revision (its newest one)."""
-    newest: dict[str, Deployment] = {}
+    """Every model name whose serving revision is DEPLOYED."""
+    names: set[str] = set()
     token = None
     while True:
         page, token = ctx.store.list_page(states=(State.DEPLOYED,), limit=200, page_token=token)
-        for record in page:
-            newest.setdefault(record.model, record)
+        names.update(record.model for record in page)
         if not token:
             break
+    serving: dict[str, Deployment] = {}
+    for name in sorted(names):
+        try:
+            record = models.serving_record(ctx, name)
+        except ApiError:  # its serving revision does not answer now
+            continue
+        if record is not None:
+            serving[name] = record
     return {
         "object": "list",
         "data": [
@@ -55,7 +62,7 @@ def list_models(ctx: ApiContext) -> dict[str, Any]:
                 "owned_by": "modeldrop",
                 "deployment_id": record.id,
             }
-            for name, record in sorted(newest.items())
+            for name, record in serving.items()
         ],
     }
 
@@ -74,18 +81,15 @@ def resolve(ctx: ApiContext, model: Any) -> Deployment:
     if not valid_name(model):
         raise unknown_model(model)
     cache = ctx.deployed
-    if cached := cache.get(f"model:{model}"):
+    if cached := cache.get(f"id:{model}"):
         return cached
     by_id = ctx.store.get(model)
     if by_id is not None:
-        return cache.put(f"model:{model}", lookup.require_deployed(by_id))
-    page, _ = ctx.store.list_page(states=(State.DEPLOYED,), model=model, limit=1)
-    if page:
-        return cache.put(f"model:{model}", page[0])
-    newest = ctx.store.latest_for_model(model)
-    if newest is None:
+        return cache.put(f"id:{model}", lookup.require_deployed(by_id))
+    record = models.serving_record(ctx, model)
+    if record is None:
         raise unknown_model(model)
-    return lookup.require_deployed(newest)
+    return record
 
 
 def unknown_model(model: str) -> ApiError:

@@ -17,6 +17,7 @@ from flask import Response
 from modeldrop import logs
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError
+from modeldrop.api.usage import record_use
 from modeldrop.domain.deployment import Deployment
 from modeldrop.errors import ModeldropError
 from modeldrop.service.ports import UpstreamError, UpstreamTimeout, UpstreamUnreachable
@@ -91,6 +92,7 @@ def answer(body: dict[str, Any], record: Deployment) -> Response:
 
 def chat(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
     """chat/completions, unary or (with "stream": true) as a server-sent event stream."""
+    record_use(ctx, record)
     endpoints = ctx.endpoints
     body = {**body, "model": body.get("model") or record.vertex_id}
     try:
@@ -103,6 +105,7 @@ def chat(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
 
 def predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
     _require_instances(body)
+    record_use(ctx, record)
     try:
         return answer(ctx.endpoints.predict(record, body), record)
     except (UpstreamTimeout, UpstreamError, UpstreamUnreachable) as exc:
@@ -112,6 +115,7 @@ def predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Respon
 def stream_raw_predict(ctx: ApiContext, record: Deployment, body: dict[str, Any]) -> Response:
     """The instances' completions as a stream (every instance is asked to stream)."""
     _require_instances(body)
+    record_use(ctx, record)
     body = {**body, "instances": [{**i, "stream": True} for i in body["instances"]]}
     try:
         return stream_response(ctx.endpoints.stream_raw_predict(record, body), record)

@@ -27,6 +27,7 @@ ROUTES: list[Route] = [
     route("GET", "/v1/costs", "costs"),
     route("GET", "/v1/deployments/{deployment_id}", "deployment_status"),
     route("DELETE", "/v1/deployments/{deployment_id}", "delete_deployment"),
+    route("POST", "/v1/deployments/{deployment_id}:redeploy", "redeploy_deployment"),
     route("GET", "/v1/deployments/{deployment_id}/logs", "deployment_logs"),
     route("POST", "/v1/deployments/{deployment_id}/chat/completions", "chat"),
     route("POST", "/v1/deployments/{deployment_id}:predict", "predict"),
@@ -34,6 +35,7 @@ ROUTES: list[Route] = [
     route("GET", "/v1/models", "openai_models", openai=True),
     route("POST", "/v1/chat/completions", "openai_chat", openai=True),
     route("GET", "/v1/models/{name}", "model_status"),
+    route("POST", "/v1/models/{name}:rollback", "rollback_model"),
 ]
 
 

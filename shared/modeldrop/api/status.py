@@ -1,4 +1,4 @@
-"""Status routes: list deployments, one deployment, the newest revision of a model."""
+"""Deployment routes: list deployments, one deployment, delete (undeploy) and redeploy."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 from modeldrop import logs
 from modeldrop.api.context import ApiContext
-from modeldrop.api.errors import ApiError, no_deployment, no_model
+from modeldrop.api.errors import ApiError, no_deployment
 from modeldrop.api.keys import MAX_BYTES, valid_name
 from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import ActionRefused, Deployment, State
 from modeldrop.domain.findings import excerpt
-from modeldrop.errors import UsageError
+from modeldrop.errors import AccessError, UsageError
+from modeldrop.service import revisions
 from modeldrop.service.lifecycle import poll_deploy, start_delete
 from modeldrop.service.ports import DeployError
 
@@ -119,13 +120,6 @@ def deployment_status(ctx: ApiContext, deployment_id: str, base_url: str) -> dic
     return status_body(refreshed(ctx, get_deployment(ctx, deployment_id)), base_url, ctx.clock())
 
 
-def model_status(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
-    record = ctx.store.latest_for_model(name)
-    if record is None:
-        raise no_model(name)
-    return status_body(refreshed(ctx, record), base_url, ctx.clock())
-
-
 def delete_deployment(
     ctx: ApiContext, deployment_id: str, base_url: str
 ) -> tuple[dict[str, Any], int]:
@@ -154,3 +148,33 @@ def delete_deployment(
         )
     code = 202 if result.state is State.UNDEPLOYING else 200
     return status_body(result, base_url, ctx.clock()), code
+
+
+def redeploy_deployment(
+    ctx: ApiContext, deployment_id: str, base_url: str
+) -> tuple[dict[str, Any], int]:
+    """POST /v1/deployments/{id}:redeploy: an UNDEPLOYED deployment deploys again (202, VALIDATED)
+    when its folder is unchanged; 409 NOT_UNDEPLOYED or FOLDER_CHANGED otherwise."""
+    for _ in range(CONFLICT_TRIES):
+        record = get_deployment(ctx, deployment_id)
+        try:
+            result = revisions.redeploy(ctx, record)
+        except ActionRefused as exc:
+            raise ApiError(
+                exc.message, exc.hint, code=exc.code, status=409, state=str(record.state)
+            ) from None
+        except AccessError as exc:
+            raise ApiError(
+                f"The folder {record.gcs_uri} could not be listed: {exc.message}",
+                "Try again in a moment; check the bucket's permissions if it persists.",
+                code="FOLDER_UNREADABLE",
+                status=503,
+            ) from exc
+        if result is not None:
+            return status_body(result, base_url, ctx.clock()), 202
+    raise ApiError(
+        f"Deployment {deployment_id} kept changing meanwhile.",
+        "Try again in a moment.",
+        code="CONFLICT",
+        status=409,
+    )

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from modeldrop.domain import cost
 from modeldrop.domain.deployment import Deployment, snapshot
 
-HIDDEN = ("etag", "lease_expires_at", "event_sequence", "published_sequence")
+HIDDEN = ("etag", "lease_expires_at", "event_sequence", "published_sequence", "promotion_pending")
 
 
 def status_body(deployment: Deployment, base_url: str, now: datetime) -> dict[str, Any]:

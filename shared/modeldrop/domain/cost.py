@@ -3,13 +3,14 @@
 Estimates only: the catalog's us-central1 on-demand prices (spot placements use the same
 estimate; the catalog has no Spot prices) times the replicas that run. A deployment holds its
 machine from its first DEPLOYING transition until it is UNDEPLOYED, or until it FAILED without
-having been DEPLOYED (a failed deploy attempt's endpoint is deleted). Exact arithmetic
+having been DEPLOYED (a failed deploy attempt's endpoint is deleted), once per deploy round (a
+redeploy starts another). Exact arithmetic
 (Fraction) throughout; floats only in what the api shows.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 
 from modeldrop.domain.deployment import Deployment, State
@@ -30,32 +31,39 @@ def hourly_usd(record: Deployment) -> Fraction | None:
     return price * replicas
 
 
-def held_since(record: Deployment) -> datetime | None:
-    """When the record started holding a machine: its first DEPLOYING transition."""
-    return next((t.at for t in record.history if t.state is State.DEPLOYING), None)
-
-
-def released_at(record: Deployment) -> datetime | None:
-    """When it stopped: UNDEPLOYED, or FAILED before it was ever DEPLOYED (None: still held)."""
+def held(record: Deployment, now: datetime) -> list[tuple[datetime, datetime]]:
+    """The spans the record held a machine: from each deploy round's first DEPLOYING transition
+    until UNDEPLOYED, or FAILED before that round was DEPLOYED (a failed deploy attempt's
+    endpoint is deleted); the open one ends `now`."""
+    spans: list[tuple[datetime, datetime]] = []
+    start: datetime | None = None
     deployed = False
     for transition in record.history:
-        if transition.state is State.DEPLOYED:
+        if transition.state is State.DEPLOYING and start is None:
+            start, deployed = transition.at, False
+        elif transition.state is State.DEPLOYED:
             deployed = True
-        if transition.state is State.UNDEPLOYED or (
-            transition.state is State.FAILED and not deployed
+        elif start is not None and (
+            transition.state is State.UNDEPLOYED
+            or (transition.state is State.FAILED and not deployed)
         ):
-            return transition.at
-    return None
+            spans.append((start, transition.at))
+            start = None
+    if start is not None:
+        spans.append((start, max(start, now)))
+    return spans
 
 
 def accrued_usd(record: Deployment, now: datetime) -> Fraction:
-    """The estimated cost so far: the hourly estimate times the time the machine was held."""
-    hourly, start = hourly_usd(record), held_since(record)
-    if hourly is None or start is None:
+    """The estimated cost so far: the hourly estimate times the time the machine was held
+    (every round at the current placement's price)."""
+    hourly = hourly_usd(record)
+    if hourly is None:
         return Fraction(0)
-    end = released_at(record) or now
-    seconds = max(0, round((end - start).total_seconds() * 1_000_000))  # whole microseconds
-    return hourly * Fraction(seconds, 3_600_000_000)
+    micros = sum(
+        max(0, (end - start) // timedelta(microseconds=1)) for start, end in held(record, now)
+    )
+    return hourly * Fraction(micros, 3_600_000_000)
 
 
 def money(value: Fraction | None) -> float | None:

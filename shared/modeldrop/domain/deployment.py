@@ -36,7 +36,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.FAILED: frozenset({State.UNDEPLOYING}),
     State.UNDEPLOYING: frozenset({State.UNDEPLOYED}),
     State.REJECTED: frozenset(),
-    State.UNDEPLOYED: frozenset(),
+    State.UNDEPLOYED: frozenset({State.VALIDATED}),  # redeploy (service.revisions)
     State.SUPERSEDED: frozenset(),
 }
 TERMINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
@@ -79,6 +79,11 @@ class Deployment:
     endpoint and model ids (`attempt_id`). `smoke_test` is the one request sent to the endpoint
     before it is DEPLOYED (service.smoke), and its outcome. `blocked` says why a VALIDATED record
     waits for the budget cap (service.budget); None otherwise.
+
+    Revisions (service.revisions): `promotion_pending` is set by the DEPLOYED transition until
+    the model name's pointer has weighed the revision; `last_used_at` is when the api last
+    proxied a request to it (throttled); `deploy_round` counts its deploys (a redeploy of an
+    UNDEPLOYED record starts the next round, with fresh Vertex AI ids).
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -109,6 +114,9 @@ class Deployment:
     attempts: tuple[dict[str, Any], ...] = ()
     smoke_test: dict[str, Any] | None = None
     blocked: dict[str, Any] | None = None
+    promotion_pending: bool = False
+    last_used_at: datetime | None = None
+    deploy_round: int = 1
     event_sequence: int = 0
     published_sequence: int = 0
     etag: str | None = None
@@ -134,8 +142,10 @@ class Deployment:
     def attempt_id(self, attempt: int) -> str:
         """The id asked of Vertex AI for the endpoint and the model of placement attempt
         `attempt` (`endpoint_user_id`, `model_user_id`): derived from the record's id and the
-        attempt number, so a retried attempt collides with itself and never with another."""
-        return user_id("md-", self.id, f"-{attempt}")
+        attempt number (and the deploy round after a redeploy), so a retried attempt collides
+        with itself and never with another."""
+        round_part = f"-r{self.deploy_round}" if self.deploy_round > 1 else ""
+        return user_id("md-", self.id, f"{round_part}-{attempt}")
 
     @property
     def attempt(self) -> int:
@@ -190,6 +200,9 @@ class Deployment:
             "attempts": list(self.attempts),
             "smoke_test": self.smoke_test,
             "blocked": self.blocked,
+            "promotion_pending": self.promotion_pending,
+            "last_used_at": self.last_used_at,
+            "deploy_round": self.deploy_round,
             "event_sequence": self.event_sequence,
             "published_sequence": self.published_sequence,
         }

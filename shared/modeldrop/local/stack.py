@@ -134,6 +134,10 @@ class LocalStack:
                 # the emulator answers Cloud Logging's entries:list with its engines' output
                 "MODELDROP_LOGGING_API_ENDPOINT": self.urls.get("vertex", ""),
                 "MODELDROP_VERTEX_ANONYMOUS": "true",
+                # a replaced revision goes at once locally, unless the variable says otherwise
+                "MODELDROP_RETIRE_AFTER_SECONDS": os.environ.get(
+                    "MODELDROP_RETIRE_AFTER_SECONDS", "0"
+                ),
                 "REQUESTS_CA_BUNDLE": str(self.vertex_ca),
                 "PYTHONUNBUFFERED": "1",
                 **c.extra_env,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from modeldrop import logs
 from modeldrop.domain.deployment import (
     ActionRefused,
     Deployment,
@@ -15,20 +16,15 @@ from modeldrop.domain.deployment import (
     advance,
     update,
 )
-from modeldrop.service import placement, smoke
+from modeldrop.service import placement, revisions, smoke, undeploy
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit, hand_over
 from modeldrop.service.serving_log import failure_logs
 
+log = logs.get("lifecycle")
 MAX_DEPLOY_TIME = timedelta(hours=3)
 CANCELLABLE = (State.DETECTED, State.VALIDATING, State.VALIDATED)
-
-
-def expected_endpoint(ctx: Context, record: Deployment) -> str:
-    """The endpoint the record's current (or last) attempt creates (its id is derived from the
-    record's and the attempt number)."""
-    return record.attempt_endpoint(ctx.settings.project, ctx.settings.region)
 
 
 def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
@@ -107,7 +103,16 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     labels = record.overrides.get("labels")
     if labels:
         ctx.deployer.set_labels(info.name, labels)
-    return smoke.run(ctx, record, info)
+    tested = smoke.run(ctx, record, info)
+    if tested is None or tested.state is not State.DEPLOYED:
+        return tested
+    try:
+        return revisions.promote(ctx, tested)
+    except Exception as exc:  # DEPLOYED is recorded; reconcile finishes the promotion
+        log.warning(
+            "promotion left to reconcile: %s", describe(exc), extra={"deployment_id": tested.id}
+        )
+        return tested
 
 
 def _next_attempt(ctx: Context, record: Deployment | None) -> Deployment | None:
@@ -130,18 +135,6 @@ def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
     return commit(ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=details))
 
 
-def step_undeploy(ctx: Context, record: Deployment) -> Deployment | None:
-    """One undeploy step of an UNDEPLOYING record; UNDEPLOYED once its endpoint is gone.
-
-    A failed deploy may have left its endpoint behind without recording it, so the endpoint
-    the record's deploy would have created is cleaned up too.
-    """
-    endpoint = record.endpoint or expected_endpoint(ctx, record)
-    if not ctx.deployer.undeploy(endpoint):
-        return None
-    return commit(ctx, advance(record, State.UNDEPLOYED, ctx.clock(), "endpoint deleted"))
-
-
 def start_delete(ctx: Context, record: Deployment) -> Deployment | None:
     """DELETE of a deployment: undeploy a served (or failed) one, cancel one not yet deploying.
 
@@ -149,8 +142,7 @@ def start_delete(ctx: Context, record: Deployment) -> Deployment | None:
     DeployError when Vertex AI refuses, and ActionRefused when the state allows no delete yet.
     """
     if record.state in (State.DEPLOYED, State.FAILED):
-        undeploying = commit(ctx, advance(record, State.UNDEPLOYING, ctx.clock(), "DELETE"))
-        return step_undeploy(ctx, undeploying) or undeploying if undeploying else None
+        return undeploy.begin(ctx, record, "DELETE")
     if record.state in CANCELLABLE:
         return commit(ctx, advance(record, State.SUPERSEDED, ctx.clock(), "cancelled by DELETE"))
     if record.state is State.DEPLOYING:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modeldrop.domain.deployment import Deployment, State
+from modeldrop.domain.revisions import ModelPointer
 from modeldrop.errors import ModeldropError
 
 
@@ -47,6 +48,16 @@ class DeploymentStore(Protocol):
 
     def pending_notifications(self, limit: int = 100) -> builtins.list[Deployment]:
         """Records whose last transition has not been confirmed as published."""
+        ...
+
+    def get_pointer(self, model: str) -> ModelPointer | None:
+        """The model name's serving pointer with its etag set, or None."""
+        ...
+
+    def put_pointer(self, pointer: ModelPointer) -> ModelPointer | None:
+        """Create the pointer (etag None: only if the name has none yet) or replace it if the
+        stored one still has `pointer.etag`. The written pointer with its new etag, or None when
+        someone else got there first."""
         ...
 
 

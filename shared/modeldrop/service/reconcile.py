@@ -3,6 +3,8 @@
 - DEPLOYING: poll the attempt's operation (or, after a crash-retry, its endpoint) -> DEPLOYED /
   FAILED, or, when it failed for capacity, delete its endpoint and queue the next attempt; take
   over claims whose lease expired before an attempt's operation was recorded.
+- DEPLOYED: finish a pending promotion to serving revision, retire a replaced revision after
+  its grace period, undeploy an idle one (service.revisions).
 - UNDEPLOYING: step the undeploy until the endpoint is gone -> UNDEPLOYED.
 - DETECTED / VALIDATING with an expired lease: validate again (the worker died, or gave the
   claim back after a storage error); each claim counts, and the record ends FAILED after the
@@ -20,9 +22,10 @@ from datetime import timedelta
 from modeldrop import logs
 from modeldrop.domain.deployment import Deployment, State, update
 from modeldrop.domain.findings import excerpt
+from modeldrop.service import revisions, undeploy
 from modeldrop.service.context import Context
 from modeldrop.service.deploy import claim_and_deploy, unstarted
-from modeldrop.service.lifecycle import poll_deploy, step_undeploy
+from modeldrop.service.lifecycle import poll_deploy
 from modeldrop.service.records import commit, hand_over, publish_pending
 from modeldrop.service.validate import drive_validation
 
@@ -54,7 +57,8 @@ def reconcile(ctx: Context) -> ReconcileReport:
     report = ReconcileReport()
     steps = (
         ((State.DEPLOYING,), _deploying),
-        ((State.UNDEPLOYING,), step_undeploy),
+        ((State.DEPLOYED,), revisions.tend),
+        ((State.UNDEPLOYING,), undeploy.step),
         ((State.DETECTED, State.VALIDATING), _stale_validation),
         ((State.VALIDATED,), _unclaimed),
     )

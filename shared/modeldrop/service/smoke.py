@@ -111,6 +111,7 @@ def run(ctx: Context, record: Deployment, info: EndpointInfo) -> Deployment | No
         attempts=landed(claimed, ctx.clock()),
         error=None,
         lease_expires_at=None,
+        promotion_pending=True,  # service.revisions weighs it against the serving revision
     )
     return commit(ctx, deployed)
 

@@ -58,7 +58,8 @@ def test_only_listed_transitions_are_allowed(start):
 
 
 def test_terminal_states_and_superseding():
-    assert {State.REJECTED, State.UNDEPLOYED, State.SUPERSEDED} == TERMINAL
+    assert {State.REJECTED, State.SUPERSEDED} == TERMINAL
+    assert TRANSITIONS[State.UNDEPLOYED] == {State.VALIDATED}  # only a redeploy leaves it
     pre_deploy = {s for s, targets in TRANSITIONS.items() if State.SUPERSEDED in targets}
     assert pre_deploy == {State.DETECTED, State.VALIDATING, State.VALIDATED}
 

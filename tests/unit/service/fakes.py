@@ -14,6 +14,7 @@ from modeldrop.api.cache import DeployedCache, Throttle
 from modeldrop.api.context import REFRESH_SECONDS, ApiContext
 from modeldrop.domain.deployment import Deployment, snapshot
 from modeldrop.domain.folder import FileInfo
+from modeldrop.domain.revisions import ModelPointer
 from modeldrop.errors import UsageError
 from modeldrop.service.ports import (
     DeployError,
@@ -34,6 +35,7 @@ class FakeStore:
 
     def __init__(self, max_bytes: int = 2**20) -> None:
         self.rows: dict[str, tuple[Deployment, int]] = {}
+        self.pointers: dict[str, tuple[ModelPointer, int]] = {}
         self.max_bytes = max_bytes
 
     def create(self, deployment: Deployment) -> bool:
@@ -82,6 +84,17 @@ class FakeStore:
     def latest_for_model(self, model: str) -> Deployment | None:
         records = [self.get(i) for i in self.rows if self.rows[i][0].model == model]
         return max(records, key=lambda d: (d.revision, d.created_at), default=None)
+
+    def get_pointer(self, model: str) -> ModelPointer | None:
+        row = self.pointers.get(model)
+        return replace(row[0], etag=str(row[1])) if row else None
+
+    def put_pointer(self, pointer: ModelPointer) -> ModelPointer | None:
+        row = self.pointers.get(pointer.name)
+        if (row is None) != (pointer.etag is None) or (row and str(row[1]) != pointer.etag):
+            return None
+        self.pointers[pointer.name] = (replace(pointer, etag=None), row[1] + 1 if row else 1)
+        return self.get_pointer(pointer.name)
 
 
 class FakeEvents:

@@ -4,7 +4,7 @@ The body is parsed with the SDK's own v1beta1 protobuf type, so the emulator acc
 what the real REST front end accepts: camelCase or snake_case field names, enums as integers
 (the SDK sends `$alt=json;enum-encoding=int`) or names, and nothing else (unknown fields are a
 400). Then the semantic checks: destination, model source, machine spec against modeldrop's
-machine catalog, replica counts, user-chosen ids, Private Service Connect.
+machine catalog, replica counts and Scale To Zero, user-chosen ids, Private Service Connect.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ _ENDPOINT_ID = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8}")
 # UploadModelRequest.model_id: up to 63 of [a-z0-9_-], not starting with a digit or hyphen.
 _MODEL_ID = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
 _PATH_PART = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.IGNORECASE)
+# Scale To Zero (Preview): Google's "Scale inference nodes by using autoscaling", section "Scale
+# To Zero" (https://cloud.google.com/vertex-ai/docs/predictions/autoscaling#scale-to-zero, now
+# https://docs.cloud.google.com/gemini-enterprise-agent-platform/machine-learning/predictions/
+# autoscaling#scale-to-zero): min_replica_count 0 enables it (v1beta1); initial_replica_count is
+# 1 to max_replica_count (default 1); scale_to_zero_spec.min_scaleup_period and
+# idle_scaledown_period are 300 s to 28800 s (default 3600 s); not on shared public endpoints.
+# The SDK agrees: aiplatform_v1beta1 types/machine_resources.py (ScaleToZeroSpec [MinValue=300]
+# [MaxValue=28800], initial_replica_count), and aiplatform/preview/models.py, which refuses
+# the periods and initial_replica_count unless min_replica_count is 0.
+STZ_MIN_S, STZ_MAX_S, STZ_DEFAULT_S = 300, 28800, 3600
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,45 @@ class MachineSpec:
             "acceleratorType": self.accelerator_type,
             "acceleratorCount": self.accelerator_count,
         }
+
+
+@dataclass(frozen=True)
+class ScaleToZero:
+    """A deployed model's Scale To Zero settings as given; None: not set (the default applies)."""
+
+    initial_replicas: int | None = None
+    min_scaleup_s: float | None = None
+    idle_scaledown_s: float | None = None
+
+    @property
+    def replicas(self) -> int:
+        """The replicas it scales up to (initial_replica_count)."""
+        return self.initial_replicas or 1
+
+    @property
+    def min_scaleup(self) -> float:
+        return STZ_DEFAULT_S if self.min_scaleup_s is None else self.min_scaleup_s
+
+    @property
+    def idle_scaledown(self) -> float:
+        return STZ_DEFAULT_S if self.idle_scaledown_s is None else self.idle_scaledown_s
+
+    def to_json(self) -> dict[str, Any]:
+        """dedicatedResources' initialReplicaCount and scaleToZeroSpec, as the request set them."""
+        body: dict[str, Any] = {}
+        if self.initial_replicas:
+            body["initialReplicaCount"] = self.initial_replicas
+        spec = {
+            name: f"{seconds:g}s"
+            for name, seconds in (
+                ("minScaleupPeriod", self.min_scaleup_s),
+                ("idleScaledownPeriod", self.idle_scaledown_s),
+            )
+            if seconds is not None
+        }
+        if spec:
+            body["scaleToZeroSpec"] = spec
+        return body
 
 
 @dataclass(frozen=True)
@@ -61,12 +110,18 @@ class DeploySpec:
     dedicated_endpoint: bool = True
     psc: dict[str, Any] | None = None
     spot: bool = False
+    scale_to_zero: ScaleToZero | None = None  # min_replica_count 0
     system_labels: dict[str, str] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()  # fields accepted but not emulated (logged)
 
     @property
     def parent(self) -> str:
         return location_name(self.project, self.location)
+
+    @property
+    def starting_replicas(self) -> int:
+        """The replicas the deploy starts (and holds GPUs for)."""
+        return self.scale_to_zero.replicas if self.scale_to_zero else self.min_replicas
 
 
 @cache
@@ -148,6 +203,10 @@ def check_deploy_request(body: Any, project: str, location: str) -> DeploySpec:
             "true; set at most one."
         )
     default_name = gcs_uri.rstrip("/").rsplit("/", 1)[-1] or "custom-model"
+    resources = _resources(request.deploy_config)
+    psc = _psc(endpoint_config)
+    if resources.get("scale_to_zero"):
+        _check_not_public(endpoint_config, psc)
     return DeploySpec(
         project=project,
         location=location,
@@ -170,8 +229,8 @@ def check_deploy_request(body: Any, project: str, location: str) -> DeploySpec:
             _ENDPOINT_ID_RULE,
         ),
         dedicated_endpoint=not endpoint_config.dedicated_endpoint_disabled,
-        psc=_psc(endpoint_config),
-        **_resources(request.deploy_config),
+        psc=psc,
+        **resources,
         system_labels=dict(request.deploy_config.system_labels),
         ignored=tuple(ignored),
     )
@@ -243,6 +302,17 @@ def _psc(endpoint_config: Any) -> dict[str, Any] | None:
     return config
 
 
+def _check_not_public(endpoint_config: Any, psc: dict[str, Any] | None) -> None:
+    """Scale To Zero is refused on a shared public endpoint (no dedicated endpoint, no PSC)."""
+    if endpoint_config.dedicated_endpoint_disabled and not (psc or {}).get(
+        "enablePrivateServiceConnect"
+    ):
+        raise invalid(
+            "Scale To Zero (min_replica_count 0) cannot be enabled on shared public endpoints; "
+            "leave endpoint_config.dedicated_endpoint_disabled unset, or set min_replica_count."
+        )
+
+
 def _resources(deploy_config: Any) -> dict[str, Any]:
     if not deploy_config.HasField("dedicated_resources"):
         return {"machine": MachineSpec(*DEFAULT_MACHINE)}
@@ -250,23 +320,67 @@ def _resources(deploy_config: Any) -> dict[str, Any]:
     where = "deploy_config.dedicated_resources"
     spec = resources.machine_spec
     machine = check_machine_spec(spec.machine_type, spec.accelerator_type, spec.accelerator_count)
-    if resources.min_replica_count < 1:
+    minimum = resources.min_replica_count
+    if minimum < 0:
         raise invalid(
-            f"{where}.min_replica_count is {resources.min_replica_count}; it is required and "
-            "must be at least 1."
+            f"{where}.min_replica_count is {minimum}; set at least 1, or 0 to scale to zero."
         )
-    max_replicas = resources.max_replica_count or resources.min_replica_count
-    if max_replicas < resources.min_replica_count:
+    max_replicas = resources.max_replica_count or minimum
+    if max_replicas < minimum:
         raise invalid(
             f"{where}.max_replica_count ({resources.max_replica_count}) is below "
-            f"min_replica_count ({resources.min_replica_count}); set max >= min."
+            f"min_replica_count ({minimum}); set max >= min."
         )
     return {
         "machine": machine,
-        "min_replicas": resources.min_replica_count,
+        "min_replicas": minimum,
         "max_replicas": max_replicas,
         "spot": resources.spot,
+        "scale_to_zero": _scale_to_zero(resources, where, max_replicas),
     }
+
+
+def _scale_to_zero(resources: Any, where: str, max_replicas: int) -> ScaleToZero | None:
+    """The Scale To Zero settings of min_replica_count 0; None (and nothing of it set) above."""
+    given = resources.initial_replica_count or resources.HasField("scale_to_zero_spec")
+    if resources.min_replica_count:
+        if given:
+            raise invalid(
+                f"{where}: initial_replica_count and scale_to_zero_spec apply to Scale To Zero "
+                "only; set min_replica_count to 0, or leave them out."
+            )
+        return None
+    if max_replicas < 1:
+        raise invalid(
+            f"{where}.max_replica_count is 0; with min_replica_count 0 (Scale To Zero) set it "
+            "to at least 1."
+        )
+    initial = resources.initial_replica_count
+    if not 0 <= initial <= max_replicas:
+        raise invalid(
+            f"{where}.initial_replica_count is {initial}; it must be between 1 and "
+            f"max_replica_count ({max_replicas})."
+        )
+    spec = resources.scale_to_zero_spec
+    return ScaleToZero(
+        initial_replicas=initial or None,
+        min_scaleup_s=_period(spec, "min_scaleup_period", where),
+        idle_scaledown_s=_period(spec, "idle_scaledown_period", where),
+    )
+
+
+def _period(spec: Any, name: str, where: str) -> float | None:
+    """A scale_to_zero_spec Duration in seconds (None when unset), within the API's bounds."""
+    if not spec.HasField(name):
+        return None
+    duration = getattr(spec, name)
+    seconds = duration.seconds + duration.nanos / 1e9
+    if not STZ_MIN_S <= seconds <= STZ_MAX_S:
+        raise invalid(
+            f"{where}.scale_to_zero_spec.{name} is {seconds:g}s; it must be between "
+            f"{STZ_MIN_S}s (5 minutes) and {STZ_MAX_S}s (8 hours)."
+        )
+    return seconds
 
 
 def check_machine_spec(machine_type: str, accelerator: int | str, count: int) -> MachineSpec:

@@ -18,6 +18,8 @@ import socket
 import ssl
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from modeldrop.local.vertex.capacity import Capacity, Table
-from modeldrop.local.vertex.control import ControlPlane
+from modeldrop.local.vertex.control import READY_TIMEOUT_S, ControlPlane
 from modeldrop.local.vertex.faults import ENV_VAR, FaultInjector, parse_faults
 from modeldrop.local.vertex.proxy import EngineClient
 from modeldrop.local.vertex.resources import Registry
@@ -70,7 +72,8 @@ def _tls_server(
 class VertexEmulator:
     """The emulator: `url` (http) is the api_endpoint for the SDK; `dedicated_dns` is what
     endpoints report, served over TLS with a certificate the CA at `ca_path` signed. `start()`
-    serves in background threads, `stop()` ends them and every engine."""
+    serves in background threads, `stop()` ends them and every engine. `clock` (seconds,
+    monotonic) times Scale To Zero; tests pass one they move forward."""
 
     def __init__(
         self,
@@ -84,17 +87,18 @@ class VertexEmulator:
         tls_port: int = 0,
         ca_dir: Path | str = DEFAULT_DIR,
         capacity: Table | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         spec = faults if faults is not None else os.environ.get(ENV_VAR, "")
         self.faults = FaultInjector(parse_faults(spec))
         self.registry = Registry(dns="")
-        options = {"ready_timeout": ready_timeout} if ready_timeout else {}
         self.control = ControlPlane(
             self.registry,
             engine,
             Path(cache_dir) if cache_dir else None,
+            ready_timeout=ready_timeout or READY_TIMEOUT_S,
             capacity=Capacity(capacity),
-            **options,
+            clock=clock,
         )
         self.client = EngineClient()
         self.app = create_app(self.control, self.faults, self.client)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modeldrop.domain.deployment import endpoint_name
-from modeldrop.local.vertex.checks import DeploySpec, MachineSpec
+from modeldrop.local.vertex.checks import DeploySpec, MachineSpec, ScaleToZero
 from modeldrop.local.vertex.errors import (
     RpcError,
     already_exists,
@@ -66,6 +66,10 @@ class DeployedModel:
     spot: bool
     create_time: str
     psc: bool = False
+    scale_to_zero: ScaleToZero | None = None
+    available_replicas: int = 1  # status.availableReplicaCount: 0 while scaled to zero
+    status_message: str = ""
+    status_time: str = ""
 
     def to_json(self) -> dict[str, Any]:
         resources: dict[str, Any] = {
@@ -75,6 +79,14 @@ class DeployedModel:
         }
         if self.spot:
             resources["spot"] = True
+        if self.scale_to_zero is not None:
+            resources |= self.scale_to_zero.to_json()
+        status: dict[str, Any] = {
+            "lastUpdateTime": self.status_time or self.create_time,
+            "availableReplicaCount": self.available_replicas,
+        }
+        if self.status_message:
+            status["message"] = self.status_message
         body: dict[str, Any] = {
             "id": self.id,
             "model": self.model,
@@ -83,7 +95,7 @@ class DeployedModel:
             "dedicatedResources": resources,
             "enableContainerLogging": True,
             "modelVersionId": "1",
-            "status": {"lastUpdateTime": self.create_time, "availableReplicaCount": 1},
+            "status": status,
         }
         if self.psc:
             body["privateEndpoints"] = {
@@ -284,6 +296,8 @@ class Registry:
                 spot=spec.spot,
                 create_time=stamp,
                 psc=bool(spec.psc and spec.psc.get("enablePrivateServiceConnect")),
+                scale_to_zero=spec.scale_to_zero,
+                available_replicas=spec.scale_to_zero.replicas if spec.scale_to_zero else 1,
             )
             endpoint.deployed_models.append(deployed)
             endpoint.deploys_in_progress.discard(start.operation.name)
@@ -346,6 +360,17 @@ class Registry:
                 endpoint.description = changes["description"]
             endpoint.update_time = now()
             return endpoint.to_json(self.dns)
+
+    def set_replicas(self, name: str, deployed_id: str, replicas: int, message: str = "") -> None:
+        """A deployed model's status after it scaled: available replicas and a message (e.g. why
+        it could not scale up); nothing when it is gone."""
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+            for deployed in endpoint.deployed_models if endpoint else []:
+                if deployed.id == deployed_id:
+                    deployed.available_replicas = replicas
+                    deployed.status_message = message
+                    deployed.status_time = now()
 
     def remove_deployed_model(self, name: str, deployed_id: str) -> None:
         """Take a deployed model off its endpoint; 404 if it is not there."""

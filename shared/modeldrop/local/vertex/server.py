@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, after_this_request, request
 from werkzeug.exceptions import HTTPException
 
 from modeldrop.domain.deployment import endpoint_name, location_name
@@ -120,9 +120,18 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
 
     # dedicated-endpoint queries
     def serving(project: str, location: str, endpoint: str) -> tuple[Engine, dict[str, str]]:
+        """The engine of a query; the request counts as traffic until its answer is sent (a
+        stream's last chunk included), for Scale To Zero."""
         name = endpoint_name(project, location, endpoint)
         faults.call("query", name)
-        return control.serving(name)
+        engine, meta = control.serving(name)
+
+        @after_this_request
+        def when_sent(response: Response) -> Response:
+            response.call_on_close(lambda: control.finished(name, meta["deployedModelId"]))
+            return response
+
+        return engine, meta
 
     @app.post(f"{EP}/chat/completions")
     def chat(version: str, project: str, location: str, endpoint: str) -> Any:
