@@ -19,6 +19,7 @@ from modeldrop.adapters.pubsub_events import CloudEventPublisher
 from modeldrop.adapters.pubsub_queue import PubSubWorkQueue, read_validated
 from modeldrop.adapters.serving_logs import SEVERITIES, CloudServingLogs
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
+from modeldrop.domain.revisions import ModelPointer
 from modeldrop.errors import UsageError
 from modeldrop.service.ports import LogEntry, RecordTooLarge
 from modeldrop.settings import Settings
@@ -28,6 +29,7 @@ from tests.fixtures.vertex import deploy_and_wait
 from tests.unit.service.fakes import FakeEvents, FakeQueue, FakeServingLogs, FakeStore
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=5)
 
 
 # --- the deployment store ------------------------------------------------------------------
@@ -72,6 +74,20 @@ def test_replace_is_update_if_unchanged(store: Any) -> None:
     assert written is not None and written.etag not in (None, read.etag)
     assert store.replace(advance(read, State.SUPERSEDED, T0)) is None  # a stale etag
     assert store.get(read.id).state is State.VALIDATING
+
+
+def test_a_models_pointer_is_created_once_and_replaced_only_if_unchanged(store: Any) -> None:
+    name = f"model {uuid.uuid4().hex} / ünïcode .."  # any folder name; not a document id
+    assert store.get_pointer(name) is None
+    first = store.put_pointer(ModelPointer(name, "dep-1", None, T0))
+    assert first is not None and first.etag and store.get_pointer(name) == first
+    assert store.put_pointer(ModelPointer(name, "dep-9", None, T0)) is None  # exists already
+    moved = store.put_pointer(replace(first, serving="dep-2", previous="dep-1", changed_at=T1))
+    assert moved is not None and moved.etag != first.etag
+    assert store.put_pointer(replace(first, serving="dep-3")) is None  # a stale etag
+    found = store.get_pointer(name)
+    assert (found.serving, found.previous, found.changed_at) == ("dep-2", "dep-1", T1)
+    assert store.get_pointer("x" * 2000) is None
 
 
 def test_replace_needs_an_etag(store: Any) -> None:

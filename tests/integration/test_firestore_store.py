@@ -18,7 +18,9 @@ from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
 from modeldrop.api.keys import MAX_BYTES, valid_name
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.errors import UsageError
+from modeldrop.service import revisions
 from modeldrop.service.ports import RecordTooLarge
+from tests.unit.service.fakes import make_harness
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
 THREADS = 16
@@ -132,6 +134,9 @@ def full_deployment() -> Deployment:
             "cheapest": PLACED,
         },
         placement={"attempt": 2, **PLACED},
+        promotion_pending=True,
+        last_used_at=T0 + timedelta(minutes=9),
+        deploy_round=2,
         blocked={
             "code": "BUDGET_EXCEEDED",
             "message": "over the cap",
@@ -457,3 +462,25 @@ def test_the_longest_name_the_keys_allow_is_stored_and_found(
     assert store.latest_for_model(name).id == record.id
     assert [d.id for d in store.list_page(model=name)[0]] == [record.id]
     assert store.get("x" * MAX_BYTES) is None  # the longest id: asked, and simply absent
+
+
+def test_revisions_reaching_deployed_at_once_leave_exactly_one_serving(
+    store: FirestoreDeploymentStore, tmp_path
+) -> None:
+    """Eight revisions of one name promoted in eight threads against real Firestore
+    preconditions: the newest serves, every promotion is done, and the pointer's `previous` is
+    a revision that served before it."""
+    harness = make_harness(tmp_path)
+    harness.ctx.store = store
+    ids = []
+    for revision in range(1, 9):
+        d = detected("racing", revision, T0 + timedelta(seconds=revision))
+        store.create(replace(d, state=State.DEPLOYED, promotion_pending=True))
+        ids.append(d.id)
+
+    run_together(len(ids), lambda i: revisions.promote(harness.ctx, store.get(ids[i])))
+
+    pointer = store.get_pointer("racing")
+    assert pointer is not None and pointer.serving == ids[-1]
+    assert pointer.previous in ids[:-1]
+    assert not any(store.get(i).promotion_pending for i in ids)

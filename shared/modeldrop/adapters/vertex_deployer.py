@@ -52,8 +52,6 @@ def deploy_request(
         raise ValueError(f"deployment {deployment.id} has no placement to deploy")
     overrides = deployment.overrides
     machine = placement["machine_spec"]
-    replicas = overrides.get("replicas", {})
-    minimum = replicas.get("min", 1)
     endpoint_config: dict[str, Any] = {
         "endpoint_display_name": overrides.get(
             "endpoint_display_name", deployment.model[:DISPLAY_NAME_CHARS]
@@ -75,8 +73,7 @@ def deploy_request(
             "accelerator_type": machine["accelerator_type"],
             "accelerator_count": machine["accelerator_count"],
         },
-        "min_replica_count": minimum,
-        "max_replica_count": replicas.get("max", minimum),
+        **replica_counts(overrides),
     }
     if placement.get("spot"):
         resources["spot"] = True
@@ -92,6 +89,31 @@ def deploy_request(
         "endpoint_config": endpoint_config,
         "deploy_config": {"dedicated_resources": resources},
     }
+
+
+def replica_counts(overrides: dict[str, Any]) -> dict[str, Any]:
+    """min/max_replica_count from modeldrop.yaml's replicas, or Scale To Zero's.
+
+    Scale To Zero (Preview, v1beta1): min_replica_count 0 turns it on, and
+    scale_to_zero_spec.idle_scaledown_period (a Duration, 300 s to 28800 s) is how long the
+    deployed model may go without traffic before it scales to zero; min_scaleup_period and
+    initial_replica_count keep the API's defaults (1 hour, 1 replica). Fields from
+    google-cloud-aiplatform 2.7, aiplatform_v1beta1/types/machine_resources.py
+    (DedicatedResources.scale_to_zero_spec, ScaleToZeroSpec); semantics from
+    https://cloud.google.com/vertex-ai/docs/predictions/autoscaling#scale-to-zero. Validation
+    refuses replicas.min beside scale_to_zero, so only replicas.max applies (default 1).
+    """
+    replicas = overrides.get("replicas", {})
+    scale_to_zero = overrides.get("scale_to_zero")
+    if scale_to_zero:
+        period = {"seconds": scale_to_zero["idle_scaledown_seconds"]}  # google.protobuf.Duration
+        return {
+            "min_replica_count": 0,
+            "max_replica_count": replicas.get("max", 1),
+            "scale_to_zero_spec": {"idle_scaledown_period": period},
+        }
+    minimum = replicas.get("min", 1)
+    return {"min_replica_count": minimum, "max_replica_count": replicas.get("max", minimum)}
 
 
 MAX_OPERATION_PAGES = 20  # of the location's operations read when looking for a lost one

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from modeldrop.catalog import overrides_schema
 from modeldrop.domain.findings import EXCERPT_CHARS, Finding, MachineSpec, error, excerpt
@@ -16,6 +16,13 @@ FIX_HINT = "Fix modeldrop.yaml (see the README's 'Per-folder overrides') and upl
 MAX_NODES = 2_000  # YAML events (scalars, starts and ends of collections) in one file
 MAX_DEPTH = 16
 SCHEMA_FINDINGS = 20
+# JSON Schema counts 300.0 as an integer; modeldrop.yaml's integers are written as integers.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ def parse_overrides(data: bytes, file: str) -> Overrides:
     if problem:
         return _invalid(file, f"is not plain data: {problem}")
     problems = sorted(
-        Draft202012Validator(overrides_schema()).iter_errors(document),
+        _Validator(overrides_schema()).iter_errors(document),
         key=lambda e: list(map(str, e.absolute_path)),
     )
     findings = [
@@ -107,23 +114,45 @@ def parse_overrides(data: bytes, file: str) -> Overrides:
         for p in problems[:SCHEMA_FINDINGS]
     ]
     if not findings:
-        replicas = document.get("replicas", {})
-        if replicas.get("min", 1) > replicas.get("max", replicas.get("min", 1)):
-            findings.append(
-                error(
-                    "OVERRIDES_INVALID",
-                    f"{file}: replicas.min ({replicas['min']}) is above replicas.max "
-                    f"({replicas['max']}).",
-                    file,
-                    FIX_HINT,
-                )
-            )
-        expect = document.get("smoke_test", {}).get("expect")
-        if expect is not None and (problem := expect_problem(expect)):
-            findings.append(
-                error("OVERRIDES_INVALID", f"{file}: smoke_test.expect {problem}.", file, FIX_HINT)
-            )
+        findings = _conflicts(document, file)
     return Overrides({} if findings else document, findings)
+
+
+def _conflicts(document: dict[str, Any], file: str) -> list[Finding]:
+    """What the schema cannot say: values that contradict each other or an expect regex."""
+    findings = []
+    replicas = document.get("replicas", {})
+    if replicas.get("min", 1) > replicas.get("max", replicas.get("min", 1)):
+        findings.append(
+            error(
+                "OVERRIDES_INVALID",
+                f"{file}: replicas.min ({replicas['min']}) is above replicas.max "
+                f"({replicas['max']}).",
+                file,
+                FIX_HINT,
+            )
+        )
+    if "scale_to_zero" in document and "min" in replicas:
+        # Vertex AI turns Scale To Zero on with min_replica_count 0 (google-cloud-aiplatform 2.7:
+        # aiplatform_v1beta1/types/machine_resources.py, DedicatedResources; and
+        # aiplatform/preview/models.py refuses its settings with any other minimum).
+        findings.append(
+            error(
+                "OVERRIDES_INVALID",
+                f"{file}: replicas.min ({replicas['min']}) contradicts scale_to_zero, which "
+                "deploys with no minimum of replicas (Vertex AI's min_replica_count 0).",
+                file,
+                "Remove replicas.min to scale to zero when idle (replicas.max still caps the "
+                "replicas), or remove scale_to_zero to keep replicas.min running; then upload "
+                "modeldrop.yaml again.",
+            )
+        )
+    expect = document.get("smoke_test", {}).get("expect")
+    if expect is not None and (problem := expect_problem(expect)):
+        findings.append(
+            error("OVERRIDES_INVALID", f"{file}: smoke_test.expect {problem}.", file, FIX_HINT)
+        )
+    return findings
 
 
 def _where(problem: Any) -> str:

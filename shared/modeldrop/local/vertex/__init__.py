@@ -14,7 +14,9 @@ GPU. Modules:
 - translate, proxy: query bodies to the engine and back (SSE passed through)
 - faults: injected errors (MODELDROP_VERTEX_FAULTS, /emulator/faults)
 - capacity: GPU quota and stock per region (--capacity, /emulator/capacity), :recommendSpec
-- control: deploy/undeploy/delete orchestration; server: the routes
+- scaling: Scale To Zero (min_replica_count 0): idle engines stop, a request answers 429 and
+  starts them again
+- control: deploy/undeploy/delete and scaling orchestration; server: the routes
 - tls: the local CA and the server certificate; emulator: VertexEmulator (both ports), serve()
 
 Usage: `modeldrop local vertex --port 8090` or `python -m modeldrop.local.vertex --port 8090`;

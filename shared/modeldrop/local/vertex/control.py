@@ -136,12 +136,12 @@ class ControlPlane:
                 self._grants[(start.endpoint, deployed_id)] = grant
                 if spec.scale_to_zero is not None:
                     self._scaled[(start.endpoint, deployed_id)] = ScaledModel(
-                        start.endpoint,
-                        deployed_id,
-                        start.model_id,
-                        local,
-                        spec,
-                        spec.scale_to_zero,
+                        endpoint=start.endpoint,
+                        deployed_id=deployed_id,
+                        model_id=start.model_id,
+                        folder=local,
+                        deploy=spec,
+                        spec=spec.scale_to_zero,
                         up_since=self.clock(),
                     )
 

@@ -72,6 +72,7 @@ class DeployedModel:
     status_time: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """REST JSON; zero counts are left out, as proto3 JSON leaves out default values."""
         resources: dict[str, Any] = {
             "machineSpec": self.machine.to_json(),
             "minReplicaCount": self.min_replicas,
@@ -82,11 +83,11 @@ class DeployedModel:
         if self.scale_to_zero is not None:
             resources |= self.scale_to_zero.to_json()
         status: dict[str, Any] = {
+            "message": self.status_message,
             "lastUpdateTime": self.status_time or self.create_time,
             "availableReplicaCount": self.available_replicas,
         }
-        if self.status_message:
-            status["message"] = self.status_message
+        resources, status = _without_defaults(resources), _without_defaults(status)
         body: dict[str, Any] = {
             "id": self.id,
             "model": self.model,
@@ -102,6 +103,10 @@ class DeployedModel:
                 "serviceAttachment": f"projects/local-tp/regions/local/serviceAttachments/{self.id}"
             }
         return body
+
+
+def _without_defaults(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value not in (0, "")}
 
 
 @dataclass
