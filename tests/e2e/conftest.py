@@ -82,6 +82,27 @@ def capacity_stack(tmp_path_factory) -> Iterator[Any]:
             yield s
 
 
+RETIRE_AFTER_SECONDS = 15  # the revisions stack's grace: long enough for a rollback
+MAX_HOURLY_USD = "1.00"  # room for one g2-standard-4 with an L4 ($0.81/h), not for two
+
+
+@pytest.fixture(scope="module")
+def revisions_stack(tmp_path_factory) -> Iterator[Any]:
+    """A stack on the echo engine for revisions and cost: `modeldrop up` with
+    MODELDROP_RETIRE_AFTER_SECONDS and MODELDROP_MAX_HOURLY_USD set."""
+    if reason := missing_emulators():
+        pytest.skip(f"EMULATORS MISSING: {reason}")
+    from modeldrop.local.stack import LocalStack, StackConfig
+
+    state_dir = Path(tmp_path_factory.mktemp("revisions"))
+    config = StackConfig(state_dir=state_dir, engine="echo", tick_seconds=1.0, lease_seconds=15)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELDROP_RETIRE_AFTER_SECONDS", str(RETIRE_AFTER_SECONDS))
+        env.setenv("MODELDROP_MAX_HOURLY_USD", MAX_HOURLY_USD)
+        with LocalStack(config) as s:
+            yield s
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from modeldrop.local.tiny_model import build_tiny_model

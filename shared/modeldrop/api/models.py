@@ -20,27 +20,29 @@ def serving_record(ctx: ApiContext, name: str) -> Deployment | None:
     """The DEPLOYED record the name answers with; None for a name without any record. Raises a
     409 NOT_DEPLOYED ApiError when its serving revision does not answer now.
 
+    The pointer is read on every call (one small document), so a promotion or a rollback takes
+    effect at once; the record it names comes from the per-instance cache of DEPLOYED records.
     Before the name's first promotion is recorded (a crash between DEPLOYED and the pointer;
     reconcile finishes it), its newest DEPLOYED revision answers."""
-    cache = ctx.deployed
-    if cached := cache.get(f"model:{name}"):
-        return cached
-    current = revisions.serving(ctx, name)
-    if current.pointer is None:
+    pointer = ctx.store.get_pointer(name)
+    if pointer is None:
         page, _ = ctx.store.list_page(states=(State.DEPLOYED,), model=name, limit=1)
         if page:
-            return cache.put(f"model:{name}", page[0])
+            return page[0]
         newest = ctx.store.latest_for_model(name)
         return lookup.require_deployed(newest) if newest else None
-    if current.record is None:
+    cache = ctx.deployed
+    if cached := cache.get(pointer.serving):
+        return cached
+    record = ctx.store.get(pointer.serving)
+    if record is None:
         raise ApiError(
-            f"The serving revision {current.pointer.serving} of model {name} was deleted.",
+            f"The serving revision {pointer.serving} of model {name} was deleted.",
             "Upload the folder again, or roll back: POST /v1/models/{name}:rollback.",
             code="NOT_DEPLOYED",
             status=409,
-            state="DELETED",
         )
-    return cache.put(f"model:{name}", lookup.require_deployed(current.record))
+    return cache.put(record.id, lookup.require_deployed(record))
 
 
 def model_status(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
@@ -66,9 +68,7 @@ def rollback(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
     if ctx.store.latest_for_model(name) is None:
         raise no_model(name)
     try:
-        pointer = revisions.rollback(ctx, name)
+        revisions.rollback(ctx, name)
     except ActionRefused as exc:
         raise ApiError(exc.message, exc.hint, code=exc.code, status=409) from None
-    if pointer.previous:
-        ctx.deployed.drop(pointer.previous)  # this instance stops answering from it at once
     return model_status(ctx, name, base_url)

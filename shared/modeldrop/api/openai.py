@@ -80,12 +80,11 @@ def resolve(ctx: ApiContext, model: Any) -> Deployment:
         )
     if not valid_name(model):
         raise unknown_model(model)
-    cache = ctx.deployed
-    if cached := cache.get(f"id:{model}"):
+    if cached := ctx.deployed.get(model):
         return cached
     by_id = ctx.store.get(model)
     if by_id is not None:
-        return cache.put(f"id:{model}", lookup.require_deployed(by_id))
+        return ctx.deployed.put(model, lookup.require_deployed(by_id))
     record = models.serving_record(ctx, model)
     if record is None:
         raise unknown_model(model)

@@ -2,12 +2,13 @@
 MODELDROP_MAX_HOURLY_USD.
 
 Checked before a VALIDATED deployment is claimed for its deploy: the running deployments'
-hourly estimates (domain.cost) plus this one's cheapest candidate. A blocked record stays
-VALIDATED with `blocked` saying why (one notification, type ...deployment.blocked), and
-reconcile hands it to the deploy function again whenever its lease lapses, so it deploys by
-itself once running endpoints are retired, deleted or idled; DELETE cancels it. Estimates, and
-checked without a lock: two deployments passing the check at the same moment may together go
-over the cap.
+hourly estimates (domain.cost) plus this one's cheapest candidate. The older revisions of its
+own model name do not count: it replaces them, and they run beside it only for the retire
+grace. A blocked record stays VALIDATED with `blocked` saying why (one notification, type
+...deployment.blocked), and reconcile hands it to the deploy function again whenever its lease
+lapses, so it deploys by itself once running endpoints are retired, deleted or idled; DELETE
+cancels it. Estimates, and checked without a lock: two deployments passing the check at the
+same moment may together go over the cap.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from fractions import Fraction
 from typing import Any
 
 from modeldrop import logs
-from modeldrop.domain import cost
-from modeldrop.domain.deployment import Deployment, update
+from modeldrop.domain import cost, revisions
+from modeldrop.domain.deployment import Deployment, State, update
 from modeldrop.errors import ModeldropError
 from modeldrop.service.context import Context
 from modeldrop.service.placement import catalog_ladder
@@ -40,6 +41,16 @@ def running(ctx: Context) -> tuple[list[Deployment], bool]:
     return found[:MAX_RUNNING], True
 
 
+def counts(other: Deployment, record: Deployment) -> bool:
+    """Whether a running record counts against `record`'s deploy: not itself, and not an older
+    DEPLOYED revision of the same model name, which `record` replaces (it is retired once
+    `record` serves, so a re-upload under a tight cap is not blocked by its own predecessor)."""
+    if other.id == record.id:
+        return False
+    replaced = other.model == record.model and other.state is State.DEPLOYED
+    return not (replaced and revisions.newer(record, other))
+
+
 def over_budget(ctx: Context, record: Deployment) -> dict[str, Any] | None:
     """Why the record may not deploy now (BUDGET_EXCEEDED), or None."""
     cap = ctx.settings.max_hourly_usd
@@ -52,7 +63,7 @@ def over_budget(ctx: Context, record: Deployment) -> dict[str, Any] | None:
     needed = ladder[0].hourly_usd * replicas
     others, _ = running(ctx)
     total = sum(
-        (cost.hourly_usd(r) or Fraction(0) for r in others if r.id != record.id), Fraction(0)
+        (cost.hourly_usd(r) or Fraction(0) for r in others if counts(r, record)), Fraction(0)
     )
     if total + needed <= cap:
         return None

@@ -69,3 +69,17 @@ def test_a_blocked_deployment_is_cancelled_by_delete(tmp_path):
     assert blocked.blocked and blocked.blocked["needed_hourly_usd"] == 0.8129
     assert start_delete(h.ctx, h.store.get(blocked.id)).state is State.SUPERSEDED
     assert h.deployer.deploy_calls == []
+
+
+def test_a_new_revision_is_not_blocked_by_the_one_it_replaces(tmp_path):
+    h = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="1.00")  # room for one L4 machine
+    model = write_valid(tmp_path / "alpha")
+    first = upload_all(h, model, name="alpha")[-1]
+    on_validated(h.ctx, first.id)
+    h.deployer.finish()
+    reconcile(h.ctx)
+    assert h.store.get(first.id).state is State.DEPLOYED
+    second = upload_all(h, model, name="alpha")[-1]  # a new revision of the same name
+    assert on_validated(h.ctx, second.id).state is State.DEPLOYING
+    other = validated(h, tmp_path, "beta")  # another model still counts both
+    assert on_validated(h.ctx, other.id).blocked["code"] == "BUDGET_EXCEEDED"
