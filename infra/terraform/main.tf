@@ -48,18 +48,18 @@ locals {
     MODELDROP_LEASE_SECONDS   = tostring(var.lease_seconds)
     # Empty: the regional endpoint <region>-aiplatform.googleapis.com (overrides are for the
     # local emulator, as are anonymous credentials).
-    MODELDROP_VERTEX_API_ENDPOINT  = ""
-    MODELDROP_VERTEX_TRANSPORT     = "rest"
-    MODELDROP_VERTEX_ANONYMOUS     = "false"
-    MODELDROP_LOGGING_API_ENDPOINT = "https://logging.googleapis.com" # serving logs (the api)
-    MODELDROP_UPSTREAM_TIMEOUT     = tostring(var.upstream_timeout_seconds)
-    MODELDROP_MAX_BODY_BYTES       = tostring(var.max_body_bytes)
-    MODELDROP_RECORD_CACHE_SECONDS = tostring(var.record_cache_seconds)
-    MODELDROP_PUBLISH_TIMEOUT      = tostring(var.publish_timeout_seconds)
-    MODELDROP_API_BASE_URL         = var.api_base_url
-    MODELDROP_MAX_ATTEMPTS         = tostring(var.max_attempts)
-    MODELDROP_MAX_HOURLY_USD       = var.max_hourly_usd == null ? "" : tostring(var.max_hourly_usd)
-    MODELDROP_RETIRE_AFTER_SECONDS = tostring(var.retire_after_seconds)
+    MODELDROP_VERTEX_API_ENDPOINT   = ""
+    MODELDROP_VERTEX_TRANSPORT      = "rest"
+    MODELDROP_VERTEX_ANONYMOUS      = "false"
+    MODELDROP_LOGGING_API_ENDPOINT  = "https://logging.googleapis.com" # serving logs (the api)
+    MODELDROP_UPSTREAM_TIMEOUT      = tostring(var.upstream_timeout_seconds)
+    MODELDROP_MAX_BODY_BYTES        = tostring(var.max_body_bytes)
+    MODELDROP_RECORD_CACHE_SECONDS  = tostring(var.record_cache_seconds)
+    MODELDROP_PUBLISH_TIMEOUT       = tostring(var.publish_timeout_seconds)
+    MODELDROP_API_BASE_URL          = var.api_base_url
+    MODELDROP_MAX_ATTEMPTS          = tostring(var.max_attempts)
+    MODELDROP_MAX_HOURLY_USD        = var.max_hourly_usd == null ? "" : tostring(var.max_hourly_usd)
+    MODELDROP_RETIRE_AFTER_SECONDS  = tostring(var.retire_after_seconds)
     MODELDROP_IDLE_UNDEPLOY_SECONDS = tostring(var.idle_undeploy_seconds)
     # Deployment defaults: a JSON machine spec ("" = recommend from the weights) and a
     # comma-separated PSC project allowlist ("" = dedicated public endpoints).
