@@ -96,3 +96,14 @@ def test_the_status_body_names_every_field_the_api_shows():
     body = status_body(new_deployment("b", "models/m", "f" * 64, 1, at), "http://api", at)
     schema = openapi_document()["components"]["schemas"]["Deployment"]
     assert set(body) == set(schema["properties"]) == set(schema["required"])
+
+
+def test_the_model_status_is_every_deployment_field_plus_serving_and_revisions():
+    schemas = openapi_document()["components"]["schemas"]
+    deployment, model = schemas["Deployment"], schemas["ModelStatus"]
+    assert set(model["properties"]) == set(deployment["properties"]) | {"serving", "revisions"}
+    assert set(model["required"]) == set(model["properties"])
+    for name in deployment["properties"]:
+        assert model["properties"][name] == {
+            "$ref": f"#/components/schemas/Deployment/properties/{name}"
+        }
