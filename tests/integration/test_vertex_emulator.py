@@ -36,7 +36,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,12 @@ from tests.fixtures.vertex import (
     BUCKET,
     MISSING_SERVING,
     SKIP_SERVING,
+    FakeClock,
     Recorder,
+    deploy_and_wait,
     process_alive,
     upload_folder,
+    vertex_settings,
     wait_gone,
 )
 from tests.fixtures.vertex_requests import sdk_deploy_body
@@ -993,6 +997,130 @@ def test_spot_stockouts_and_an_injected_stockout_fail_in_the_operation(
                 json={"deployedModelId": endpoint["deployedModels"][0]["id"]},
                 timeout=10,
             )
+
+
+# Scale To Zero (echo engine; the emulator's clock is the test's, moved by hand)
+STZ_FOLDER = "models/stz-model"
+
+
+@pytest.fixture(scope="module")
+def stz_uri(gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("stz") / "stz-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return upload_folder(gcs.client, folder, STZ_FOLDER)
+
+
+@pytest.fixture
+def stz(stz_uri: str, tmp_path: Path) -> Iterator[tuple[Any, FakeClock]]:
+    """An echo emulator of its own whose Scale To Zero timers read a FakeClock."""
+    clock = FakeClock()
+    with VertexEmulator(
+        engine="echo", cache_dir=tmp_path, faults="", ca_dir=tmp_path, clock=clock
+    ) as emulator:
+        yield emulator, clock
+
+
+def stz_chat(emulator: Any, endpoint: dict[str, Any]) -> requests.Response:
+    url = f"https://{endpoint['dedicatedEndpointDns']}/v1beta1/{endpoint['name']}/chat/completions"
+    body = {"messages": [{"role": "user", "content": "a b"}], "max_tokens": 2}
+    return requests.post(url, json=body, timeout=10, verify=emulator.ca_path)
+
+
+def get_endpoint(emulator: Any, name: str) -> dict[str, Any]:
+    return requests.get(f"{emulator.url}/v1beta1/{name}", timeout=10).json()
+
+
+def idle_for(emulator: Any, clock: FakeClock, seconds: float) -> None:
+    """Move the clock once the emulator has seen the last answer go out (a client can read it
+    a moment before the server closes it), then run the idle check."""
+    deadline = time.monotonic() + 5
+    while any(s["requests_in_flight"] for s in emulator.state()["scale_to_zero"]):
+        assert time.monotonic() < deadline, "a request stayed in flight"
+        time.sleep(0.01)
+    clock.advance(seconds)
+    emulator.control.scale_idle()
+
+
+def test_scale_to_zero_from_modeldrop_yaml_scales_down_answers_429_and_scales_up(
+    stz: tuple[Any, FakeClock],
+) -> None:
+    """modeldrop.yaml's scale_to_zero through the adapter and the SDK: the endpoint answers;
+    idle past the periods its engine stops and its GPU is free; the next query gets Vertex AI's
+    429 (dropped, not held) and scales it up; a retry then answers."""
+    from google.api_core import exceptions
+
+    from modeldrop.adapters.vertex_deployer import VertexDeployer
+    from modeldrop.domain.deployment import State, new_deployment
+    from modeldrop.local.vertex.scaling import NOT_READY
+
+    emulator, clock = stz
+    machine: dict[str, Any] = {
+        "machine_type": "g2-standard-12",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    }
+    record = replace(
+        new_deployment(BUCKET, STZ_FOLDER, "fp-stz", 1, datetime.now(UTC)),
+        state=State.DEPLOYING,
+        machine=machine,
+        placement={"attempt": 1, "region": LOCATION, "machine_spec": machine, "spot": False},
+        overrides={"scale_to_zero": {"idle_scaledown_seconds": 300}},
+    )
+    deployed = deploy_and_wait(VertexDeployer(vertex_settings(emulator)), record, timeout=30)
+    endpoint = get_endpoint(emulator, deployed.endpoint)
+    resources = endpoint["deployedModels"][0]["dedicatedResources"]
+    assert "minReplicaCount" not in resources and resources["maxReplicaCount"] == 1
+    assert resources["scaleToZeroSpec"] == {"idleScaledownPeriod": "300s"}
+    assert stz_chat(emulator, endpoint).status_code == 200
+    assert emulator.state()["capacity_in_use"] == {LOCATION: {"NVIDIA_L4": 1}}
+
+    idle_for(emulator, clock, 3599)  # min_scaleup_period's default is an hour
+    assert stz_chat(emulator, endpoint).status_code == 200
+    idle_for(emulator, clock, 299)
+    assert emulator.state()["scale_to_zero"][0]["phase"] == "up"
+    idle_for(emulator, clock, 1)
+    state = emulator.state()
+    assert state["scale_to_zero"][0]["phase"] == "down"
+    assert state["engines"] == [] and state["capacity_in_use"] == {}
+    assert (
+        "availableReplicaCount"
+        not in get_endpoint(emulator, deployed.endpoint)["deployedModels"][0]["status"]
+    )
+
+    refused = stz_chat(emulator, endpoint)
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "error": {"code": 429, "message": NOT_READY, "status": "RESOURCE_EXHAUSTED"}
+    }
+    assert isinstance(exceptions.from_http_response(refused), exceptions.TooManyRequests)
+    deadline = time.monotonic() + 5  # "wait and then try your request again"
+    while (answer := stz_chat(emulator, endpoint)).status_code == 429:
+        assert time.monotonic() < deadline, "the model did not scale up within 5 s"
+        time.sleep(0.02)
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+    status = get_endpoint(emulator, deployed.endpoint)["deployedModels"][0]["status"]
+    assert status["availableReplicaCount"] == 1
+    assert emulator.state()["capacity_in_use"] == {LOCATION: {"NVIDIA_L4": 1}}
+    assert [e["endpoint"] for e in emulator.state()["engines"]] == [deployed.endpoint]
+
+
+def test_a_deploy_without_scale_to_zero_never_scales_down(
+    stz: tuple[Any, FakeClock], stz_uri: str
+) -> None:
+    emulator, clock = stz
+    response = rest_deploy(emulator.url, sdk_deploy_body(stz_uri, "always-ep", "always-model"))
+    assert "error" not in wait_operation(emulator.url, response.json()["name"], 30)
+    endpoint = get_endpoint(emulator, f"{PARENT}/endpoints/always-ep")
+    assert stz_chat(emulator, endpoint).status_code == 200
+    for _ in range(3):
+        idle_for(emulator, clock, 40 * 24 * 3600)  # past every period, and past 30 days
+    assert emulator.state()["scale_to_zero"] == []
+    assert stz_chat(emulator, endpoint).status_code == 200
+    deployed = get_endpoint(emulator, endpoint["name"])["deployedModels"][0]
+    assert deployed["status"]["availableReplicaCount"] == 1
+    assert "scaleToZeroSpec" not in deployed["dedicatedResources"]
+    assert [e["endpoint"] for e in emulator.state()["engines"]] == [endpoint["name"]]
 
 
 # the emulator as a process: engines die with it, even on SIGKILL

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.cloud import aiplatform_v1beta1
@@ -128,3 +129,39 @@ def test_a_long_folder_name_is_cut_to_vertex_display_name_length():
     assert body["endpoint_config"]["endpoint_display_name"] == long[:DISPLAY_NAME_CHARS]
     assert body["model_config"]["model_display_name"] == long[:DISPLAY_NAME_CHARS]
     assert body["custom_model"]["gcs_uri"].endswith(long)  # the folder itself is untouched
+
+
+def test_scale_to_zero_deploys_with_no_minimum_and_the_idle_period():
+    overrides = {"scale_to_zero": {"idle_scaledown_seconds": 900}, "replicas": {"max": 3}}
+    body = deploy_request(deployment(overrides=overrides), "proj")
+    resources = body["deploy_config"]["dedicated_resources"]
+    assert (resources["min_replica_count"], resources["max_replica_count"]) == (0, 3)
+    assert resources["scale_to_zero_spec"] == {"idle_scaledown_period": {"seconds": 900}}
+    assert "initial_replica_count" not in resources  # the API's default: 1
+    spec = aiplatform_v1beta1.DeployRequest(body).deploy_config.dedicated_resources
+    assert spec.min_replica_count == 0 and spec.max_replica_count == 3
+    assert spec.scale_to_zero_spec.idle_scaledown_period == timedelta(seconds=900)
+    assert "min_scaleup_period" not in spec.scale_to_zero_spec  # the API's default: 1 hour
+    sent = json.loads(
+        aiplatform_v1beta1.DeployRequest.to_json(aiplatform_v1beta1.DeployRequest(body))
+    )
+    assert sent["deployConfig"]["dedicatedResources"]["scaleToZeroSpec"] == {
+        "idleScaledownPeriod": "900s"
+    }
+
+
+def test_scale_to_zero_caps_at_one_replica_without_replicas_max():
+    overrides = {"scale_to_zero": {"idle_scaledown_seconds": 300}}
+    resources = deploy_request(deployment(overrides=overrides), "proj")["deploy_config"][
+        "dedicated_resources"
+    ]
+    assert (resources["min_replica_count"], resources["max_replica_count"]) == (0, 1)
+
+
+def test_without_scale_to_zero_the_request_has_no_scale_to_zero_fields():
+    for overrides in ({}, {"replicas": {"min": 2}}, {"idle_undeploy_after_seconds": 600}):
+        resources = deploy_request(deployment(overrides=overrides), "proj")["deploy_config"][
+            "dedicated_resources"
+        ]
+        assert "scale_to_zero_spec" not in resources
+        assert resources["min_replica_count"] == overrides.get("replicas", {}).get("min", 1) >= 1

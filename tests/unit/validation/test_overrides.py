@@ -129,3 +129,111 @@ def test_a_placement_block_is_accepted():
 )
 def test_an_invalid_placement_block_is_refused(block):
     assert codes(f"placement: {block}\n") == ["OVERRIDES_INVALID"]
+
+
+def test_scale_to_zero_and_idle_undeploy_are_kept_as_given():
+    text = (
+        "scale_to_zero: {idle_scaledown_seconds: 300}\nreplicas: {max: 3}\n"
+        "idle_undeploy_after_seconds: 86400\n"
+    )
+    overrides = parse_overrides(text.encode(), FILE)
+    assert overrides.findings == []
+    assert overrides.values["scale_to_zero"] == {"idle_scaledown_seconds": 300}
+    assert overrides.values["idle_undeploy_after_seconds"] == 86400
+    bounds = "scale_to_zero: {idle_scaledown_seconds: 28800}\nidle_undeploy_after_seconds: 0\n"
+    assert parse_overrides(bounds.encode(), FILE).values == {
+        "scale_to_zero": {"idle_scaledown_seconds": 28800},
+        "idle_undeploy_after_seconds": 0,
+    }
+    assert codes("idle_undeploy_after_seconds: 2592000\n") == []  # 30 days
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-1",
+        "2592001",
+        "1" + "0" * 40,
+        "3600.0",
+        "1.5",
+        ".inf",
+        ".nan",
+        "'3600'",
+        "1h",
+        "true",
+        "null",
+        "[3600]",
+        "{seconds: 3600}",
+    ],
+)
+def test_idle_undeploy_after_seconds_takes_whole_seconds_up_to_30_days(value):
+    overrides = parse_overrides(f"idle_undeploy_after_seconds: {value}\n".encode(), FILE)
+    assert overrides.findings and overrides.values == {}
+    for finding in overrides.findings:  # .inf is no integer and above the maximum: two
+        assert finding.code == "OVERRIDES_INVALID" and finding.hint
+        assert finding.message.startswith(f"{FILE}: idle_undeploy_after_seconds: ")
+        assert len(finding.message) < 400
+
+
+@pytest.mark.parametrize(
+    ("block", "needle"),
+    [
+        ("{idle_scaledown_seconds: 299}", "less than the minimum of 300"),
+        ("{idle_scaledown_seconds: 28801}", "greater than the maximum of 28800"),
+        ("{idle_scaledown_seconds: -300}", "less than the minimum of 300"),
+        ("{idle_scaledown_seconds: " + "9" * 50 + "}", "maximum of 28800"),
+        ("{idle_scaledown_seconds: 600.0}", "is not of type 'integer'"),
+        ("{idle_scaledown_seconds: 600.5}", "is not of type 'integer'"),
+        ("{idle_scaledown_seconds: '600'}", "is not of type 'integer'"),
+        ("{idle_scaledown_seconds: true}", "is not of type 'integer'"),
+        ("{idle_scaledown_seconds: 600, min_scaleup_seconds: 600}", "min_scaleup_seconds"),
+        ("{idle_scaledown_seconds: 600, enabled: true}", "enabled"),
+        ("{}", "'idle_scaledown_seconds' is a required property"),
+        ("true", "is not of type 'object'"),
+        ("600", "is not of type 'object'"),
+        ("null", "is not of type 'object'"),
+        ("[600]", "is not of type 'object'"),
+    ],
+)
+def test_an_invalid_scale_to_zero_block_is_refused(block, needle):
+    overrides = parse_overrides(f"scale_to_zero: {block}\n".encode(), FILE)
+    assert [f.code for f in overrides.findings] == ["OVERRIDES_INVALID"]
+    assert overrides.values == {}
+    finding = overrides.findings[0]
+    assert finding.message.startswith(f"{FILE}: scale_to_zero")
+    assert needle in finding.message and finding.hint
+
+
+def test_scale_to_zero_refuses_a_minimum_of_replicas_with_its_own_hint():
+    text = "scale_to_zero: {idle_scaledown_seconds: 600}\nreplicas: {min: 1, max: 2}\n"
+    overrides = parse_overrides(text.encode(), FILE)
+    assert overrides.values == {}
+    [finding] = overrides.findings
+    assert finding.code == "OVERRIDES_INVALID" and finding.file == FILE
+    assert "replicas.min (1) contradicts scale_to_zero" in finding.message
+    assert "min_replica_count 0" in finding.message
+    assert finding.hint.startswith("Remove replicas.min")
+
+
+def test_integers_elsewhere_are_whole_numbers_too():
+    assert codes("replicas: {min: 1.0}\n") == ["OVERRIDES_INVALID"]
+    assert codes("smoke_test: {max_tokens: 8.0}\n") == ["OVERRIDES_INVALID"]
+    assert codes("placement: {max_hourly_usd: 2}\n") == []  # a number may be whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.integers(-10, 3_000_000), st.integers(-(10**20), 10**20)),
+    st.one_of(st.integers(0, 30_000), st.integers(-(10**6), 10**6)),
+)
+def test_any_integers_are_kept_exactly_when_within_the_bounds(idle, scaledown):
+    text = (
+        f"idle_undeploy_after_seconds: {idle}\n"
+        f"scale_to_zero: {{idle_scaledown_seconds: {scaledown}}}\n"
+    )
+    overrides = parse_overrides(text.encode(), FILE)
+    valid = 0 <= idle <= 30 * 24 * 3600 and 300 <= scaledown <= 28800
+    assert (overrides.findings == []) is valid
+    if valid:
+        assert overrides.values["idle_undeploy_after_seconds"] == idle
+        assert overrides.values["scale_to_zero"]["idle_scaledown_seconds"] == scaledown

@@ -135,6 +135,7 @@ class ControlPlane:
                 self._engines.setdefault(start.endpoint, {})[deployed_id] = engine
                 self._grants[(start.endpoint, deployed_id)] = grant
                 if spec.scale_to_zero is not None:
+                    now = self.clock()
                     self._scaled[(start.endpoint, deployed_id)] = ScaledModel(
                         endpoint=start.endpoint,
                         deployed_id=deployed_id,
@@ -142,7 +143,8 @@ class ControlPlane:
                         folder=local,
                         deploy=spec,
                         spec=spec.scale_to_zero,
-                        up_since=self.clock(),
+                        up_since=now,
+                        last_traffic=now,
                     )
 
             engine = self._serve(start.endpoint, local, start.model_id, register)
@@ -364,6 +366,21 @@ class ControlPlane:
                 log.exception("scale-to-zero check failed")
 
     # lifecycle
+    def scaling(self) -> list[dict[str, Any]]:
+        """The Scale To Zero models' phases (for /emulator/state)."""
+        now = self.clock()
+        with self._lock:
+            return [
+                {
+                    "endpoint": s.endpoint,
+                    "deployed_model_id": s.deployed_id,
+                    "phase": s.phase.value,
+                    "requests_in_flight": s.in_flight,
+                    "idle_seconds": now - s.last_traffic,
+                }
+                for s in self._scaled.values()
+            ]
+
     def engines(self) -> list[dict[str, Any]]:
         with self._lock:
             running = [

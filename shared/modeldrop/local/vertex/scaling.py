@@ -64,13 +64,10 @@ class ScaledModel:
     deploy: DeploySpec  # its region, machine and Spot (the GPUs a scale-up holds)
     spec: ScaleToZero
     up_since: float  # when it last became ready
-    last_traffic: float = 0.0
+    last_traffic: float  # when its last request came in or ended
     phase: Phase = Phase.UP
     down_since: float = 0.0
     in_flight: int = 0
-
-    def __post_init__(self) -> None:
-        self.last_traffic = max(self.last_traffic, self.up_since)
 
     @property
     def key(self) -> tuple[str, str]:

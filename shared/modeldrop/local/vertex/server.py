@@ -168,6 +168,7 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         return {  # resources in REST camelCase; the emulator's own fields in snake_case
             **registry.snapshot(),
             "engines": control.engines(),
+            "scale_to_zero": control.scaling(),
             "engine_kind": control.engine_kind,
             "capacity": control.capacity.table(),
             "capacity_in_use": control.capacity.in_use(),
