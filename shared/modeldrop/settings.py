@@ -192,6 +192,27 @@ SETTINGS: dict[str, Setting] = {
         _list,
         "deploy private Private Service Connect endpoints for these projects (comma separated)",
     ),
+    "psc_network": Setting(
+        "MODELDROP_PSC_NETWORK",
+        "",
+        help="VPC network of private endpoints' PSC endpoints (a name in the project, or "
+        "projects/P/global/networks/N)",
+    ),
+    "psc_subnetwork": Setting(
+        "MODELDROP_PSC_SUBNETWORK",
+        "",
+        help="subnetwork their internal addresses come from (a name, the same in every region)",
+    ),
+    "psc_port": Setting(
+        "MODELDROP_PSC_PORT", "443", _positive_int, "port the PSC endpoints are queried on"
+    ),
+    "compute_api_endpoint": Setting(
+        "MODELDROP_COMPUTE_API_ENDPOINT",
+        "https://compute.googleapis.com",
+        _base_url,
+        "Compute Engine API that PSC addresses and forwarding rules are made with (the local "
+        "stack: the Vertex AI emulator)",
+    ),
     "record_cache_seconds": Setting(
         "MODELDROP_RECORD_CACHE_SECONDS", "5", float, "the api reuses a DEPLOYED record this long"
     ),
@@ -247,6 +268,10 @@ class Settings:
     max_body_bytes: int
     default_machine_spec: dict[str, Any] | None
     psc_project_allowlist: tuple[str, ...]
+    psc_network: str
+    psc_subnetwork: str
+    psc_port: int
+    compute_api_endpoint: str
     record_cache_seconds: float
     publish_timeout: float
     max_attempts: int

@@ -84,6 +84,7 @@ def deliver(store, root: Path, order: list[str], prefix: str) -> dict:
         FakeDeployer,
         FakeEndpoints,
         FakeEvents,
+        FakePrivateNetwork,
         FakeQueue,
         FakeServingLogs,
     )
@@ -107,6 +108,7 @@ def deliver(store, root: Path, order: list[str], prefix: str) -> dict:
         open_folder,
         endpoints=FakeEndpoints(),
         serving_logs=FakeServingLogs(),
+        private_network=FakePrivateNetwork(),
     )
     results, handler_s = [], 0.0
     for name in order:

@@ -1,5 +1,9 @@
 """Queries to a deployed model's dedicated endpoint: chat/completions, :predict, :streamRawPredict.
 
+A private (Private Service Connect) deployment is queried at its PSC endpoint's internal IP
+(`private_endpoint.ip`, port MODELDROP_PSC_PORT), with the certificate checked against the
+name the private endpoint's certificate carries (`private_endpoint.tls_name`), never unverified.
+
 Plain requests (no aiplatform import), always over https as the dedicated DNS serves them: with
 Google credentials on Google Cloud, anonymous to the local emulator (MODELDROP_VERTEX_ANONYMOUS),
 whose certificate verifies against the CA that REQUESTS_CA_BUNDLE names. One pooled session is
@@ -24,6 +28,21 @@ from modeldrop.settings import Settings
 
 CONNECT_TIMEOUT = 10.0
 POOL_SIZE = 64
+HTTPS_PORT = 443
+
+
+class NamedHostAdapter(HTTPAdapter):
+    """Connects to an address but sends `name` as the TLS server name (SNI) and checks the
+    certificate against it (chain and hostname verification on, against the same CA bundle)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(
+            *args, **kwargs, server_hostname=self.name, assert_hostname=self.name
+        )
 
 
 class DedicatedEndpointClient:
@@ -48,7 +67,14 @@ class DedicatedEndpointClient:
         return session
 
     def url(self, deployment: Deployment, suffix: str) -> str:
-        """Where a query goes: only ever the endpoint recorded for the deployment."""
+        """Where a query goes: only ever the endpoint recorded for the deployment, through its
+        PSC endpoint's internal address when it is private."""
+        private = deployment.private_endpoint
+        if private:
+            port = self.settings.psc_port
+            host = private["ip"] if port == HTTPS_PORT else f"{private['ip']}:{port}"
+            self._pin(host, private["tls_name"])
+            return f"https://{host}/v1beta1/{deployment.endpoint}{suffix}"
         if not (deployment.endpoint and deployment.endpoint_dns):
             raise ModeldropError(
                 f"Deployment {deployment.id} has no endpoint yet (state {deployment.state}).",
@@ -56,6 +82,13 @@ class DedicatedEndpointClient:
                 code="NOT_DEPLOYED",
             )
         return f"https://{deployment.endpoint_dns}/v1beta1/{deployment.endpoint}{suffix}"
+
+    def _pin(self, host: str, tls_name: str) -> None:
+        """Connections to `host` (an internal IP) check its certificate against `tls_name`, the
+        name the private endpoint's certificate carries (verification stays on)."""
+        prefix = f"https://{host}/"
+        if prefix not in self.session.adapters:
+            self.session.mount(prefix, NamedHostAdapter(tls_name))
 
     def _post(
         self, url: str, body: dict[str, Any], stream: bool, timeout: float | None = None

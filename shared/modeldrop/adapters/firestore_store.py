@@ -7,7 +7,7 @@ transactions: the Firestore emulator stalls when many of them contend for one do
 
 Document layout: datetimes are timestamps, `state` a string, `history` a list of maps
 {state, at, note}, `validation`/`machine`/`overrides`/`error`/`preflight`/`placement`/
-`smoke_test`/`blocked` maps,
+`smoke_test`/`blocked`/`private_endpoint` maps,
 `candidates` and `attempts` lists of maps. Firestore forbids an array
 directly inside an array, so such an inner list is stored as the map {"_md_array": [...]} and
 unwrapped on reading.

@@ -15,6 +15,7 @@ import requests
 from modeldrop.adapters.vertex_errors import classify, status_name
 from modeldrop.adapters.vertex_rest import NotFoundError, VertexRest, api_host, region_of
 from modeldrop.domain.deployment import Deployment, location_name
+from modeldrop.domain.private_endpoint import private_target
 from modeldrop.service.ports import (
     DeployError,
     DeployStarted,
@@ -45,7 +46,8 @@ def deploy_request(
     (snake_case field names): its region, machine spec and spot, and the attempt's own ids.
 
     The endpoint is private (Private Service Connect) when the folder's modeldrop.yaml asks for
-    it, or when the operator set a project allowlist for every deployment.
+    it, or when the operator set a project allowlist for every deployment; the operator's own
+    project is always on the allowlist (its PSC endpoint connects from there).
     """
     placement = deployment.placement
     if not placement:
@@ -59,13 +61,11 @@ def deploy_request(
         "endpoint_user_id": deployment.vertex_id,
         "dedicated_endpoint_enabled": True,
     }
-    private = overrides.get("private_endpoint") or (
-        {"enabled": True, "project_allowlist": list(psc_allowlist)} if psc_allowlist else None
-    )
-    if private and private.get("enabled", True):
+    private = private_target(overrides, project, psc_allowlist)
+    if private:
         endpoint_config["private_service_connect_config"] = {
             "enable_private_service_connect": True,
-            "project_allowlist": list(private["project_allowlist"]),
+            "project_allowlist": list(private.project_allowlist),
         }
     resources: dict[str, Any] = {
         "machine_spec": {
@@ -230,12 +230,17 @@ class VertexDeployer:
             found = self._rest(region_of(endpoint)).call("GET", endpoint)
         except NotFoundError:
             return None
+        models = found.get("deployedModels", [])
+        # a PSC endpoint's deployed model: privateEndpoints.serviceAttachment (v1beta1
+        # types/endpoint.py PrivateEndpoints; the user's document shows it on the endpoint GET)
+        attachments = [m.get("privateEndpoints", {}).get("serviceAttachment") for m in models]
         return EndpointInfo(
             name=found["name"],
             dedicated_endpoint_dns=found.get("dedicatedEndpointDns") or None,
-            deployed_model_ids=[m["id"] for m in found.get("deployedModels", [])],
+            deployed_model_ids=[m["id"] for m in models],
             display_name=found.get("displayName", ""),
             labels=found.get("labels", {}),
+            service_attachment=next((a for a in attachments if a), None),
         )
 
     def set_labels(self, endpoint: str, labels: dict[str, str]) -> None:

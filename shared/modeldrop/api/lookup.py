@@ -19,7 +19,8 @@ def deployed(ctx: ApiContext, deployment_id: str) -> Deployment:
 
 
 def require_deployed(record: Deployment) -> Deployment:
-    if record.state is not State.DEPLOYED or not (record.endpoint and record.endpoint_dns):
+    reachable = record.endpoint and (record.endpoint_dns or record.private_endpoint)
+    if record.state is not State.DEPLOYED or not reachable:
         hint = {
             State.DEPLOYING: "The endpoint is still coming up; poll the status URL.",
             State.REJECTED: "Validation rejected the upload; see its findings.",

@@ -83,7 +83,9 @@ class Deployment:
     Revisions (service.revisions): `promotion_pending` is set by the DEPLOYED transition until
     the model name's pointer has weighed the revision; `last_used_at` is when the api last
     proxied a request to it (throttled); `deploy_round` counts its deploys (a redeploy of an
-    UNDEPLOYED record starts the next round, with fresh Vertex AI ids).
+    UNDEPLOYED record starts the next round, with fresh Vertex AI ids). `private_endpoint` is a
+    private deployment's PSC endpoint once connected (ports.PrivateConnection), which the smoke
+    test and the proxy query.
     `etag` is opaque and belongs to the store: it identifies the stored version this value was
     read from, so an update can require that nobody changed the record in between.
     """
@@ -117,6 +119,7 @@ class Deployment:
     promotion_pending: bool = False
     last_used_at: datetime | None = None
     deploy_round: int = 1
+    private_endpoint: dict[str, Any] | None = None
     event_sequence: int = 0
     published_sequence: int = 0
     etag: str | None = None
@@ -203,6 +206,7 @@ class Deployment:
             "promotion_pending": self.promotion_pending,
             "last_used_at": self.last_used_at,
             "deploy_round": self.deploy_round,
+            "private_endpoint": self.private_endpoint,
             "event_sequence": self.event_sequence,
             "published_sequence": self.published_sequence,
         }

@@ -16,6 +16,7 @@ from modeldrop.service.ports import (
     DeploymentStore,
     EndpointClient,
     EventPublisher,
+    PrivateNetwork,
     ServingLogs,
     WorkQueue,
 )
@@ -50,3 +51,5 @@ class Context:
     # the deployed model's endpoint and its server's log (smoke test, error.logs, /logs)
     endpoints: EndpointClient = field(kw_only=True)
     serving_logs: ServingLogs = field(kw_only=True)
+    # PSC endpoints of private deployments (Compute Engine)
+    private_network: PrivateNetwork = field(kw_only=True)

@@ -16,7 +16,7 @@ from modeldrop.domain.deployment import (
     advance,
     update,
 )
-from modeldrop.service import placement, revisions, smoke, undeploy
+from modeldrop.service import placement, private_link, revisions, smoke, undeploy
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit, hand_over
@@ -98,6 +98,10 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
     info = ctx.deployer.describe_endpoint(endpoint) if endpoint else None
     if info is None or not info.ready:
         return _timeout(ctx, record)
+    connected = private_link.connect(ctx, record, info)
+    if connected is None:  # its PSC endpoint is being made
+        return _timeout(ctx, record)
+    record = connected
     if not smoke.due(record, now):
         return None  # another worker is running its smoke test
     labels = record.overrides.get("labels")

@@ -19,6 +19,7 @@ from modeldrop import catalog, logs
 from modeldrop.domain.deployment import Deployment, State, advance, update
 from modeldrop.domain.findings import MachineSpec, excerpt
 from modeldrop.errors import ModeldropError
+from modeldrop.service import private_link
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError, Recommendation
 from modeldrop.service.records import commit
@@ -240,7 +241,7 @@ def clearing(record: Deployment) -> bool:
 def clear(ctx: Context, record: Deployment) -> Deployment | None:
     """One step of deleting the failed attempt's endpoint; once it is gone, the record is ready
     for its next attempt (or FAILED with NO_CAPACITY when none is left)."""
-    if record.endpoint and not ctx.deployer.undeploy(record.endpoint):
+    if record.endpoint and not private_link.remove_endpoint(ctx, record, record.endpoint):
         return record  # its model is still being undeployed: the next poll goes on
     cleared = update(record, ctx.clock(), endpoint=None)
     if len(record.attempts) >= len(record.candidates or ()):

@@ -124,11 +124,15 @@ class OperationStatus:
 
 @dataclass(frozen=True)
 class EndpointInfo:
+    """An endpoint as Vertex AI describes it; `service_attachment` is set for a private (PSC)
+    endpoint once its model is deployed (deployedModels[].privateEndpoints.serviceAttachment)."""
+
     name: str
     dedicated_endpoint_dns: str | None
     deployed_model_ids: list[str] = field(default_factory=list)
     display_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    service_attachment: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -168,6 +172,46 @@ class Deployer(Protocol):
     def recommend_spec(self, gcs_uri: str, region: str) -> list[Recommendation]:
         """RecommendSpec in `region` (machine availability and user quota checked); raises
         DeployError when the call fails or is not offered there."""
+        ...
+
+
+@dataclass(frozen=True)
+class PrivateConnection:
+    """A private deployment's PSC endpoint in the operator's VPC: its internal `ip`, the
+    forwarding rule and address (Compute Engine resource names), the service attachment it
+    targets, its network, and the name its endpoint's certificate is checked against."""
+
+    ip: str
+    forwarding_rule: str
+    address: str
+    service_attachment: str
+    network: str
+    tls_name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "ip": self.ip,
+            "forwarding_rule": self.forwarding_rule,
+            "address": self.address,
+            "service_attachment": self.service_attachment,
+            "network": self.network,
+            "tls_name": self.tls_name,
+        }
+
+
+class PrivateNetwork(Protocol):
+    """PSC endpoints for private deployments (Compute Engine addresses and forwarding rules),
+    named after the deployment's attempt so that a retry finds its own."""
+
+    def connect(self, deployment: Deployment, service_attachment: str) -> PrivateConnection | None:
+        """One step of connecting the deployment: reserve its address, create its forwarding
+        rule to `service_attachment`. The connection once the rule is ready; None while it is
+        being made. Raises DeployError."""
+        ...
+
+    def disconnect(self, deployment: Deployment) -> bool:
+        """One step of removing its forwarding rule, then its address; True once both are gone
+        (safe to repeat, and True at once for a deployment that never had them)."""
         ...
 
 

@@ -191,6 +191,7 @@ def redeploy(ctx: Context, record: Deployment) -> Deployment | None:
         endpoint=None,
         endpoint_dns=None,
         deployed_model_id=None,
+        private_endpoint=None,
         smoke_test=None,
         blocked=None,
         error=None,

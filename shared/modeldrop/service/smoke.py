@@ -20,6 +20,7 @@ from modeldrop.domain import smoke
 from modeldrop.domain.deployment import Deployment, State, advance, update
 from modeldrop.domain.findings import excerpt
 from modeldrop.errors import ModeldropError
+from modeldrop.service import private_link
 from modeldrop.service.context import Context, describe
 from modeldrop.service.placement import attempt_entry, landed
 from modeldrop.service.ports import EndpointInfo, UpstreamError, UpstreamUnreachable
@@ -118,7 +119,7 @@ def run(ctx: Context, record: Deployment, info: EndpointInfo) -> Deployment | No
 
 def clean_up(ctx: Context, record: Deployment) -> Deployment | None:
     """One step of deleting the endpoint of a failed smoke test; FAILED once it is gone."""
-    if record.endpoint and not ctx.deployer.undeploy(record.endpoint):
+    if record.endpoint and not private_link.remove_endpoint(ctx, record, record.endpoint):
         return record
     error = record.error or {"code": "SMOKE_TEST_FAILED", "message": "", "hint": ""}
     ended = advance(

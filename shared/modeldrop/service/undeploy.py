@@ -4,6 +4,7 @@ gone. One path for DELETE, retirement of a replaced revision and idle undeploy."
 from __future__ import annotations
 
 from modeldrop.domain.deployment import Deployment, State, advance
+from modeldrop.service import private_link
 from modeldrop.service.context import Context
 from modeldrop.service.records import commit
 
@@ -30,7 +31,7 @@ def step(ctx: Context, record: Deployment) -> Deployment | None:
     the record's deploy would have created is cleaned up too.
     """
     endpoint = record.endpoint or expected_endpoint(ctx, record)
-    if not ctx.deployer.undeploy(endpoint):
+    if not private_link.remove_endpoint(ctx, record, endpoint):
         return None
     why = record.history[-1].note if record.history else ""
     note = f"endpoint deleted ({why})" if why else "endpoint deleted"

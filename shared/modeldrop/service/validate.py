@@ -11,7 +11,7 @@ storage errors are retried a bounded number of times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modeldrop import catalog, logs
 from modeldrop.domain.completion import (
@@ -25,10 +25,12 @@ from modeldrop.domain.completion import (
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.domain.findings import MachineSpec, Verdict, error, excerpt, internal_error
 from modeldrop.domain.folder import FileInfo, Folder
+from modeldrop.domain.private_endpoint import private_target
 from modeldrop.errors import AccessError
 from modeldrop.service.context import Context, describe
 from modeldrop.service.records import claim, commit, create, hand_over, retry_later
 from modeldrop.validation.architecture import BasePolicy
+from modeldrop.validation.private_endpoint import private_network_findings
 from modeldrop.validation.validator import validate_folder
 
 log = logs.get("validate")
@@ -164,12 +166,20 @@ def _settled_verdict(ctx: Context, record: Deployment, listing: Listing | None) 
     policy, default = BasePolicy(settings.base_policy), settings.default_machine_spec
     machine = MachineSpec(**default) if default else None
     try:
-        return validate_folder(listing, policy, machine)
+        verdict = validate_folder(listing, policy, machine)
     except AccessError:
         raise
     except Exception as exc:  # validation is bounded; this is its second line of defence
         log.error("validation failed: %s", describe(exc), extra={"deployment_id": record.id})
         return Verdict(findings=(internal_error(exc),))
+    target = private_target(
+        verdict.overrides,
+        settings.project,
+        settings.psc_project_allowlist,
+        settings.psc_network,
+        settings.psc_subnetwork,
+    )
+    return replace(verdict, findings=(*verdict.findings, *private_network_findings(target)))
 
 
 def _unsupported_name(model: str) -> Verdict | None:

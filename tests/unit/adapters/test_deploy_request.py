@@ -89,7 +89,7 @@ def test_overrides_set_names_replicas_spot_psc_and_machine():
     assert body["endpoint_config"]["endpoint_display_name"] == "bot-ep"
     assert body["endpoint_config"]["private_service_connect_config"] == {
         "enable_private_service_connect": True,
-        "project_allowlist": ["client-project"],
+        "project_allowlist": ["proj", "client-project"],  # its own project connects the PSC
     }
     resources = body["deploy_config"]["dedicated_resources"]
     assert resources["machine_spec"]["machine_type"] == "a2-ultragpu-1g"
@@ -113,12 +113,13 @@ def test_operator_psc_allowlist_makes_every_endpoint_private_unless_the_folder_s
     body = deploy_request(deployment(), "proj", ("client-a", "client-b"))
     assert body["endpoint_config"]["private_service_connect_config"] == {
         "enable_private_service_connect": True,
-        "project_allowlist": ["client-a", "client-b"],
+        "project_allowlist": ["proj", "client-a", "client-b"],
     }
     own = {"private_endpoint": {"enabled": True, "project_allowlist": ["mine"]}}
     body = deploy_request(deployment(overrides=own), "proj", ("client-a",))
     assert body["endpoint_config"]["private_service_connect_config"]["project_allowlist"] == [
-        "mine"
+        "proj",
+        "mine",
     ]
 
 

@@ -14,6 +14,7 @@ from modeldrop.api.cache import DeployedCache, Throttle
 from modeldrop.api.context import REFRESH_SECONDS, ApiContext
 from modeldrop.domain.deployment import Deployment, snapshot
 from modeldrop.domain.folder import FileInfo
+from modeldrop.domain.private_endpoint import resource_names
 from modeldrop.domain.revisions import ModelPointer
 from modeldrop.errors import UsageError
 from modeldrop.service.ports import (
@@ -22,6 +23,7 @@ from modeldrop.service.ports import (
     EndpointInfo,
     LogEntry,
     OperationStatus,
+    PrivateConnection,
     Recommendation,
     RecordTooLarge,
 )
@@ -141,6 +143,7 @@ class FakeDeployer:
     # RecommendSpec's answer per region; a region without one is not offered (DeployError)
     recommendations: dict[str, list[Recommendation]] = field(default_factory=dict)
     recommend_calls: list[tuple[str, str]] = field(default_factory=list)  # (gcs_uri, region)
+    private: bool = False  # endpoints come up private (a service attachment, no public DNS)
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
         self.deploy_calls.append(deployment.id)
@@ -169,7 +172,13 @@ class FakeDeployer:
             if error:
                 self.operations[name] = OperationStatus(done=True, error=error, capacity=capacity)
             else:
-                self.endpoints[endpoint] = EndpointInfo(endpoint, "127.0.0.1:9", ["42"])
+                attachment = f"projects/tp/regions/r/serviceAttachments/{endpoint.rsplit('/')[-1]}"
+                self.endpoints[endpoint] = EndpointInfo(
+                    endpoint,
+                    None if self.private else "127.0.0.1:9",
+                    ["42"],
+                    service_attachment=attachment if self.private else None,
+                )
                 self.operations[name] = OperationStatus(done=True, endpoint=endpoint, model="m")
 
     def operation_status(self, operation: str) -> OperationStatus:
@@ -201,6 +210,39 @@ class FakeDeployer:
                 code="VERTEX_NOT_FOUND",
             )
         return self.recommendations[region]
+
+
+@dataclass
+class FakePrivateNetwork:
+    """PSC endpoints in memory: an address and a rule per deployment attempt (named as the real
+    adapter names them); a rule is ready `ready_after` connect calls after it was made."""
+
+    ready_after: int = 1
+    rules: dict[str, dict] = field(default_factory=dict)  # rule name: {address, target, polls}
+    addresses: dict[str, str] = field(default_factory=dict)  # address name: ip
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (connect|disconnect, rule)
+
+    def connect(self, deployment: Deployment, service_attachment: str):
+        address, rule = resource_names(deployment)
+        self.calls.append(("connect", rule))
+        if address not in self.addresses:
+            self.addresses[address] = f"10.0.0.{len(self.addresses) + 2}"
+            return None
+        entry = self.rules.setdefault(rule, {"address": address, "target": service_attachment})
+        entry["polls"] = entry.get("polls", -1) + 1
+        if entry["polls"] < self.ready_after:
+            return None
+        return PrivateConnection(
+            self.addresses[address], rule, address, service_attachment, "vpc", "private.test"
+        )
+
+    def disconnect(self, deployment: Deployment) -> bool:
+        address, rule = resource_names(deployment)
+        self.calls.append(("disconnect", rule))
+        if self.rules.pop(rule, None) is not None:
+            return False  # the rule's deletion is an operation: the address goes next time
+        self.addresses.pop(address, None)
+        return True
 
 
 class FakeEndpoints:
@@ -317,6 +359,7 @@ class Harness:
     clock: Clock
     endpoints: FakeEndpoints
     logs: FakeServingLogs
+    network: FakePrivateNetwork
 
 
 def make_harness(tmp_path: Path, **settings: str) -> Harness:
@@ -334,7 +377,7 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
         "MODELDROP_BASE_POLICY": "strict",
         **settings,
     }
-    endpoints, logs = FakeEndpoints(), FakeServingLogs()
+    endpoints, logs, network = FakeEndpoints(), FakeServingLogs(), FakePrivateNetwork()
     settings = Settings.from_env(env)
     deployer.project, deployer.region = settings.project, settings.region
     ctx = ApiContext(
@@ -348,7 +391,8 @@ def make_harness(tmp_path: Path, **settings: str) -> Harness:
         sleep=clock.advance,
         endpoints=endpoints,
         serving_logs=logs,
+        private_network=network,
         deployed=DeployedCache(settings.record_cache_seconds),
         refresh=Throttle(REFRESH_SECONDS),
     )
-    return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints, logs)
+    return Harness(ctx, store, events, queue, deployer, bucket, clock, endpoints, logs, network)
