@@ -2,7 +2,7 @@
 # project may use them too).
 
 locals {
-  services = [
+  always_enabled_services = [
     "aiplatform.googleapis.com",           # Vertex AI: Model Garden deploys, endpoints
     "artifactregistry.googleapis.com",     # function images
     "cloudbuild.googleapis.com",           # function builds
@@ -18,6 +18,11 @@ locals {
     "secretmanager.googleapis.com",        # optional api tokens
     "storage.googleapis.com",              # buckets
   ]
+  # The private path (network.tf), when `psc_network` is set: subnetworks, internal addresses
+  # and forwarding rules. The api's Direct VPC egress needs no Serverless VPC Access API.
+  private_path_services = ["compute.googleapis.com"]
+
+  services = concat(local.always_enabled_services, var.psc_network == null ? [] : local.private_path_services)
 }
 
 resource "google_project_service" "enabled" {

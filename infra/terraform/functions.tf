@@ -97,6 +97,7 @@ resource "google_cloudfunctions2_function" "deploy" {
   depends_on = [
     google_project_iam_member.build,
     google_storage_bucket_iam_member.build_reads_source,
+    google_compute_subnetwork.psc, # private deployments take their addresses there
   ]
 }
 
@@ -143,12 +144,14 @@ resource "google_cloudfunctions2_function" "reconcile" {
     google_project_iam_member.trigger_receives_events,
     google_project_iam_member.build,
     google_storage_bucket_iam_member.build_reads_source,
+    google_compute_subnetwork.psc, # private deployments take their addresses there
   ]
 }
 
 # api: HTTP. Status of every deployment and a proxy to the deployed endpoints (unary and
 # streamed). Reachable from the internet but private: only `invoker_members` hold
-# roles/run.invoker on it (iam.tf); callers send an identity token.
+# roles/run.invoker on it (iam.tf); callers send an identity token. With the private path it
+# reaches private endpoints through `psc_network` (Direct VPC egress, below).
 resource "google_cloudfunctions2_function" "api" {
   name        = "modeldrop-api"
   location    = var.region
@@ -186,11 +189,33 @@ resource "google_cloudfunctions2_function" "api" {
         version    = secret_environment_variables.value.version
       }
     }
+
+    # The private path (network.tf): queries to private endpoints go to their internal
+    # addresses in `psc_network`, so the api alone gets an interface there (Direct VPC egress,
+    # no Serverless VPC Access connector). Private ranges only: Google APIs, Firestore and
+    # public endpoints keep their usual path. Absent when `psc_network` is null.
+    # Provider docs relied on (hashicorp/google, resources/cloudfunctions2_function, argument
+    # reference): service_config.direct_vpc_network_interface {network, subnetwork, tags} and
+    # service_config.direct_vpc_egress (VPC_EGRESS_PRIVATE_RANGES_ONLY | VPC_EGRESS_ALL_TRAFFIC),
+    # GA since provider 7.21.0 (CHANGELOG, PR #26142; one of these or vpc_connector, 7.26.0
+    # #26567). Google: "Configure Direct VPC egress for 2nd gen functions"
+    # (cloud.google.com/functions/docs/running/direct-vpc); the subnetwork must be /26 or
+    # larger (cloud.google.com/run/docs/configuring/vpc-direct-vpc, IP address allocation).
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.api_vpc_egress
+      content {
+        network    = direct_vpc_network_interface.value.network
+        subnetwork = direct_vpc_network_interface.value.subnetwork
+        tags       = direct_vpc_network_interface.value.tags
+      }
+    }
+    direct_vpc_egress = local.psc_enabled ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null
   }
 
   depends_on = [
     google_project_iam_member.build,
     google_storage_bucket_iam_member.build_reads_source,
     google_secret_manager_secret_iam_member.api_reads_tokens,
+    google_compute_subnetwork.psc,
   ]
 }

@@ -11,30 +11,37 @@ locals {
   #   api       - reads records, queries endpoints, undeploys on DELETE, notifies, reads
   #               the serving containers' logs (GET /v1/deployments/{id}/logs)
   # reconcile also reads the serving log of a deploy that failed (the record's error.logs).
+  # psc_endpoints: with the private path (network.tf), connects a private deployment when its
+  # deploy ends (internal address + forwarding rule) and disconnects it on undeploy. deploy and
+  # reconcile poll deploys, and so does the api's status read; validate never touches one.
   function_access = {
     validate = {
-      reads_models = true
-      topics       = ["validated", "events"]
-      vertex       = false
-      reads_logs   = false
+      reads_models  = true
+      topics        = ["validated", "events"]
+      vertex        = false
+      reads_logs    = false
+      psc_endpoints = false
     }
     deploy = {
-      reads_models = true # the deploy names the folder; reading it is the caller's right
-      topics       = ["events"]
-      vertex       = true
-      reads_logs   = false
+      reads_models  = true # the deploy names the folder; reading it is the caller's right
+      topics        = ["events"]
+      vertex        = true
+      reads_logs    = false
+      psc_endpoints = true
     }
     reconcile = {
-      reads_models = true
-      topics       = ["validated", "events"]
-      vertex       = true
-      reads_logs   = true
+      reads_models  = true
+      topics        = ["validated", "events"]
+      vertex        = true
+      reads_logs    = true
+      psc_endpoints = true
     }
     api = {
-      reads_models = false
-      topics       = ["events"]
-      vertex       = true
-      reads_logs   = true
+      reads_models  = false
+      topics        = ["events"]
+      vertex        = true
+      reads_logs    = true
+      psc_endpoints = true
     }
   }
 
@@ -84,6 +91,69 @@ resource "google_project_iam_member" "function_reads_logs" {
 
   project = var.project
   role    = "roles/logging.viewer"
+  member  = google_service_account.function[each.key].member
+}
+
+# Compute Engine, for the private path only (`psc_network` set): connect and disconnect private
+# deployments. A custom role with exactly the calls the code makes, instead of
+# roles/compute.networkAdmin or roles/compute.loadBalancerAdmin (which also hold these, with
+# hundreds more):
+#   addresses.insert (addressType INTERNAL, in psc_subnetwork) -> addresses.createInternal,
+#                                                                  subnetworks.use
+#   addresses.get (the reserved IP)                            -> addresses.get
+#   forwardingRules.insert (target: the service attachment)    -> forwardingRules.create,
+#                       forwardingRules.pscCreate, networks.use, addresses.use / useInternal
+#   forwardingRules.get (until pscConnectionStatus is ACCEPTED) -> forwardingRules.get
+#   forwardingRules.delete                                     -> forwardingRules.delete,
+#                                                                  forwardingRules.pscDelete
+#   addresses.delete                                           -> addresses.deleteInternal
+#   regionOperations.get / wait (the inserts and deletes)      -> regionOperations.get
+# Sources: Google's "Access published services through endpoints" (VPC docs,
+# cloud.google.com/vpc/docs/configure-private-service-connect-services, Required permissions:
+# "To create, view, and delete endpoints in your project"), less the console's *.list and the
+# Service Directory and DNS permissions, which modeldrop does not need as long as its requests
+# set no serviceDirectoryRegistrations and no labels; the Compute Engine REST reference's IAM
+# sections (addresses.insert: create/createInternal; addresses.delete: delete/deleteInternal;
+# forwardingRules.insert: create, networks.use, subnetworks.use; forwardingRules.delete:
+# delete/pscDelete; regionOperations.get and .wait: regionOperations.get). Every name is in
+# roles/compute.networkAdmin; compute.addresses.useInternal (the internal-address form of
+# addresses.use, in roles/compute.networkUser) is added so that the insert passes whichever of
+# the two Compute Engine checks for an INTERNAL address. tests/infra pins this list.
+locals {
+  psc_endpoint_permissions = [
+    "compute.addresses.createInternal",
+    "compute.addresses.deleteInternal",
+    "compute.addresses.get",
+    "compute.addresses.use",
+    "compute.addresses.useInternal",
+    "compute.forwardingRules.create",
+    "compute.forwardingRules.delete",
+    "compute.forwardingRules.get",
+    "compute.forwardingRules.pscCreate",
+    "compute.forwardingRules.pscDelete",
+    "compute.networks.use",
+    "compute.regionOperations.get",
+    "compute.subnetworks.use",
+  ]
+}
+
+resource "google_project_iam_custom_role" "psc_endpoints" {
+  count = local.psc_enabled ? 1 : 0
+
+  project     = var.project
+  role_id     = "modeldropPscEndpoints"
+  title       = "modeldrop private endpoints"
+  description = "Connect and disconnect modeldrop's private (Private Service Connect) deployments: internal addresses and forwarding rules to their service attachments."
+  permissions = local.psc_endpoint_permissions
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "function_psc_endpoints" {
+  for_each = local.psc_enabled ? { for fn, access in local.function_access : fn => access if access.psc_endpoints } : {}
+
+  project = var.project
+  role    = google_project_iam_custom_role.psc_endpoints[0].name
   member  = google_service_account.function[each.key].member
 }
 

@@ -7,7 +7,7 @@
 #
 # Files: apis.tf (APIs), storage.tf (buckets, bundle), pubsub.tf (topics, subscriptions),
 # firestore.tf (database, indexes), functions.tf, iam.tf (service accounts, roles),
-# scheduler.tf, outputs.tf.
+# network.tf (the optional private path: Private Service Connect), scheduler.tf, outputs.tf.
 
 locals {
   labels = merge({ app = "modeldrop" }, var.labels)
@@ -65,6 +65,14 @@ locals {
     # comma-separated PSC project allowlist ("" = dedicated public endpoints).
     MODELDROP_DEFAULT_MACHINE_SPEC  = var.default_machine_spec == null ? "" : jsonencode(var.default_machine_spec)
     MODELDROP_PSC_PROJECT_ALLOWLIST = join(",", var.psc_project_allowlist)
+    # The private path (network.tf; "" = none): the VPC network and the subnetwork (same name
+    # in every region) the endpoints' addresses and forwarding rules are created in, through
+    # the Compute Engine API.
+    MODELDROP_PSC_NETWORK          = local.psc_enabled ? var.psc_network : ""
+    MODELDROP_PSC_SUBNETWORK       = local.psc_enabled && var.psc_subnetwork != null ? var.psc_subnetwork : ""
+    MODELDROP_COMPUTE_API_ENDPOINT = "https://compute.googleapis.com"
+    MODELDROP_PSC_PORT             = "443" # queried over HTTPS: https://<address>/v1beta1/...
+    MODELDROP_PSC_CA_CERT          = var.psc_ca_certificate
   }
 
   # The api tokens, when a secret is named: the api function gets them as

@@ -52,3 +52,14 @@ output "service_accounts" {
   description = "Runtime identities of the functions."
   value       = { for fn, sa in google_service_account.function : fn => sa.email }
 }
+
+output "private_path" {
+  description = "The private path (Private Service Connect), null without `psc_network`: the VPC network and subnetwork private endpoints get their internal addresses in, the regions it spans, and the network tag of the api function's Direct VPC egress (for firewall rules)."
+  value = local.psc_enabled ? {
+    network             = var.psc_network
+    subnetwork          = var.psc_subnetwork
+    regions             = local.psc_regions
+    created_subnetworks = { for region, subnet in google_compute_subnetwork.psc : region => subnet.ip_cidr_range }
+    api_network_tag     = local.api_network_tag
+  } : null
+}

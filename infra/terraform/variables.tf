@@ -105,6 +105,80 @@ variable "psc_project_allowlist" {
   }
 }
 
+# -- private endpoints (Private Service Connect) ---------------------------------------------
+# A private deployment's endpoint is reached through a forwarding rule in `psc_network` (in
+# `project`): the deploy side reserves an internal address in `psc_subnetwork` of the endpoint's
+# region and connects it to the endpoint's service attachment; the api function proxies queries
+# to that address (Direct VPC egress, functions.tf). Cross-variable rules: network.tf.
+
+variable "psc_network" {
+  description = "Name of the VPC network (in `project`) private endpoints are reached through: modeldrop reserves an internal address and creates a Private Service Connect forwarding rule in it for each private deployment (removed on undeploy), and the api function sends its queries into it (MODELDROP_PSC_NETWORK). Null: no private path."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.psc_network == null ? true : can(regex("^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", var.psc_network))
+    error_message = "psc_network must be the name of a VPC network (1-63 lowercase letters, digits and hyphens, starting with a letter), not a URL; or null for no private path."
+  }
+}
+
+variable "psc_subnetwork" {
+  description = "Name of the subnetwork of `psc_network` the endpoints' internal addresses come from, the same name in `region` and in every Vertex AI region deployments may land in (MODELDROP_PSC_SUBNETWORK). Required with `psc_network`."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.psc_subnetwork == null ? true : can(regex("^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", var.psc_subnetwork))
+    error_message = "psc_subnetwork must be the name of a subnetwork (1-63 lowercase letters, digits and hyphens, starting with a letter), not a URL."
+  }
+}
+
+variable "create_psc_subnetwork" {
+  description = "Create `psc_subnetwork` in the existing `psc_network` (Private Google Access on): in `region` with `psc_subnetwork_cidr`, and in each other Vertex AI region (`vertex_region`, `vertex_regions`) with its range from `psc_subnetwork_cidrs`. False: the subnetworks already exist. The network itself is never created."
+  type        = bool
+  default     = false
+}
+
+variable "psc_subnetwork_cidr" {
+  description = "IPv4 range of the subnetwork created in `region` when `create_psc_subnetwork` is true, e.g. \"10.10.0.0/24\": a private range (RFC 1918 or RFC 6598), /26 or larger (the api function's Direct VPC egress takes about two addresses per instance, in blocks of 16; each private deployment in this region takes one more)."
+  type        = string
+  default     = null
+
+  validation {
+    condition = var.psc_subnetwork_cidr == null ? true : try(
+      cidrhost(var.psc_subnetwork_cidr, 0) == split("/", var.psc_subnetwork_cidr)[0] &&
+      tonumber(split("/", var.psc_subnetwork_cidr)[1]) >= 8 && tonumber(split("/", var.psc_subnetwork_cidr)[1]) <= 26 && anytrue([
+        for block in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"] :
+        tonumber(split("/", var.psc_subnetwork_cidr)[1]) >= tonumber(split("/", block)[1]) &&
+        cidrhost("${cidrhost(var.psc_subnetwork_cidr, 0)}/${split("/", block)[1]}", 0) == cidrhost(block, 0)
+      ]),
+      false
+    )
+    error_message = "psc_subnetwork_cidr must be an IPv4 range inside a private block (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10), /26 or larger (prefix /8 to /26), given by its first address, e.g. \"10.10.0.0/24\"."
+  }
+}
+
+variable "psc_subnetwork_cidrs" {
+  description = "IPv4 ranges of the subnetworks created in the other Vertex AI regions, region => range, e.g. { \"europe-west4\" = \"10.10.1.0/26\" }, when `create_psc_subnetwork` is true: one for each of `vertex_region` and `vertex_regions` that is not `region` (each private deployment there takes one address). Private ranges (RFC 1918 or RFC 6598), /29 or larger, not overlapping."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for region, cidr in var.psc_subnetwork_cidrs : can(regex("^[a-z]+-[a-z]+[0-9]+$", region)) && try(
+        cidrhost(cidr, 0) == split("/", cidr)[0] &&
+        tonumber(split("/", cidr)[1]) >= 8 && tonumber(split("/", cidr)[1]) <= 29 && anytrue([
+          for block in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"] :
+          tonumber(split("/", cidr)[1]) >= tonumber(split("/", block)[1]) &&
+          cidrhost("${cidrhost(cidr, 0)}/${split("/", block)[1]}", 0) == cidrhost(block, 0)
+        ]),
+        false
+      )
+    ])
+    error_message = "psc_subnetwork_cidrs maps region names (e.g. europe-west4) to IPv4 ranges inside a private block (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10), /29 or larger, each given by its first address (10.10.1.0/26, not 10.10.1.5/26)."
+  }
+}
+
 variable "invoker_members" {
   description = "Principals allowed to call the api function, e.g. [\"user:ana@example.com\", \"group:ml@example.com\", \"serviceAccount:ci@p.iam.gserviceaccount.com\"]."
   type        = list(string)
@@ -275,4 +349,15 @@ variable "labels" {
   description = "Labels added to every resource that takes them."
   type        = map(string)
   default     = {}
+}
+
+variable "psc_ca_certificate" {
+  description = "PEM of the self-signed certificate Vertex AI's PSC endpoints present (*.prediction.p.vertexai.goog), trusted for those connections only (MODELDROP_PSC_CA_CERT). Fetch it from a VM in psc_network: openssl s_client -showcerts -connect ADDRESS:443 </dev/null | openssl x509 -outform pem. Empty: the default trust store, where it is not, so private queries fail verification."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.psc_ca_certificate == "" || startswith(trimspace(var.psc_ca_certificate), "-----BEGIN CERTIFICATE-----")
+    error_message = "psc_ca_certificate must be PEM (-----BEGIN CERTIFICATE----- ...), or empty."
+  }
 }

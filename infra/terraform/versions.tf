@@ -6,8 +6,10 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # Every resource and attribute used here exists in the 6.x, 7.x and 8.x providers.
-      version = ">= 6.0, < 9.0"
+      # Every resource and attribute used here exists in the 7.x (from 7.21.0) and 8.x
+      # providers; 7.21.0 made google_cloudfunctions2_function's Direct VPC egress
+      # (direct_vpc_network_interface, direct_vpc_egress) GA, which the api uses (functions.tf).
+      version = ">= 7.21.0, < 9.0"
     }
   }
 }

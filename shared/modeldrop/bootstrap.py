@@ -40,6 +40,7 @@ def build_context(settings: Settings) -> Context:
     from modeldrop.adapters.endpoint_client import DedicatedEndpointClient
     from modeldrop.adapters.firestore_store import FirestoreDeploymentStore
     from modeldrop.adapters.gcs_folder import GcsFolder, default_client
+    from modeldrop.adapters.psc_network import PscNetwork
     from modeldrop.adapters.pubsub_events import CloudEventPublisher
     from modeldrop.adapters.pubsub_queue import PubSubWorkQueue
     from modeldrop.adapters.serving_logs import CloudServingLogs
@@ -66,6 +67,7 @@ def build_context(settings: Settings) -> Context:
         # both make their session (and import google.auth) on their first call
         endpoints=DedicatedEndpointClient(settings),
         serving_logs=CloudServingLogs(settings),
+        private_network=PscNetwork(settings),
     )
 
 

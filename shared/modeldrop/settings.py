@@ -103,6 +103,17 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
+MAX_PEM_BYTES = 64 * 1024
+
+
+def _pem(text: str) -> str:
+    """PEM certificates (or '' for none)."""
+    text = text.strip()
+    if text and ("-----BEGIN CERTIFICATE-----" not in text or len(text) > MAX_PEM_BYTES):
+        raise ValueError(f"expected PEM certificates (at most {MAX_PEM_BYTES} bytes)")
+    return text
+
+
 def _dollars(text: str) -> Fraction | None:
     """A positive amount of US dollars such as 25 or 12.50 (exact), or None when empty."""
     if not text.strip():
@@ -206,6 +217,13 @@ SETTINGS: dict[str, Setting] = {
     "psc_port": Setting(
         "MODELDROP_PSC_PORT", "443", _positive_int, "port the PSC endpoints are queried on"
     ),
+    "psc_ca_certificate": Setting(
+        "MODELDROP_PSC_CA_CERT",
+        "",
+        _pem,
+        "PEM of the certificate Vertex AI's PSC endpoints present (self-signed, "
+        "*.prediction.p.vertexai.goog), trusted for those connections only",
+    ),
     "compute_api_endpoint": Setting(
         "MODELDROP_COMPUTE_API_ENDPOINT",
         "https://compute.googleapis.com",
@@ -271,6 +289,7 @@ class Settings:
     psc_network: str
     psc_subnetwork: str
     psc_port: int
+    psc_ca_certificate: str
     compute_api_endpoint: str
     record_cache_seconds: float
     publish_timeout: float

@@ -6,6 +6,8 @@ The configuration is parsed with python-hcl2; no provider or Google Cloud access
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -42,6 +44,13 @@ def env_names() -> set[str]:
 
 def expressions(value: object) -> list[str]:
     return [leaf for _, leaf in walk(value) if isinstance(leaf, str) and "${" in leaf]
+
+
+def _dynamic(body: dict, label: str) -> dict:
+    """The one `dynamic "<label>"` block of a body."""
+    found = [block[label] for block in body.get("dynamic", []) if label in block]
+    assert len(found) == 1, (label, found)
+    return found[0]
 
 
 # -- the functions ---------------------------------------------------------------------------
@@ -224,8 +233,7 @@ def test_api_tokens_come_from_secret_manager(terraform: Terraform) -> None:
     assert not (SECRET_ONLY & set(terraform.locals["function_env"])), "tokens in plain text"
     secrets = terraform.locals["api_token_secrets"]
     assert "MODELDROP_API_TOKENS" in secrets and "var.api_tokens_secret_id" in secrets
-    dynamic = single(service_config(terraform, "api")["dynamic"])
-    block = dynamic["secret_environment_variables"]
+    block = _dynamic(service_config(terraform, "api"), "secret_environment_variables")
     assert block["for_each"] == "${local.api_token_secrets}"
     for name in ("validate", "deploy", "reconcile"):
         assert "dynamic" not in service_config(terraform, name)
@@ -387,6 +395,8 @@ def test_function_roles_are_least_privilege(terraform: Terraform) -> None:
         "roles/logging.viewer",  # api and reconcile read the model servers' logs
     }
     assert {fn for fn, a in access.items() if a["reads_logs"]} == {"api", "reconcile"}
+    # the private path: the functions that poll or end deploys connect/disconnect endpoints
+    assert {fn for fn, a in access.items() if a["psc_endpoints"]} == {"deploy", "reconcile", "api"}
     gcs = terraform.resource("google_project_iam_member", "gcs_agent_publishes")
     assert gcs["member"] == "${data.google_storage_project_service_account.gcs.member}"
     receiver = terraform.resource("google_project_iam_member", "trigger_receives_events")
@@ -397,6 +407,337 @@ def test_function_roles_are_least_privilege(terraform: Terraform) -> None:
         )
         assert grant["role"] == "roles/run.invoker"
         assert grant["name"] == f"${{google_cloudfunctions2_function.{fn}.name}}"
+
+
+# -- the private path (Private Service Connect) ----------------------------------------------
+
+# Exactly the Compute Engine permissions connecting and disconnecting a private deployment
+# needs (iam.tf names the API call and the Google documentation behind each).
+PSC_ENDPOINT_PERMISSIONS = {
+    "compute.addresses.createInternal",  # addresses.insert, addressType INTERNAL
+    "compute.addresses.deleteInternal",  # addresses.delete of an internal address
+    "compute.addresses.get",  # the reserved IP
+    "compute.addresses.use",  # the forwarding rule takes the address
+    "compute.addresses.useInternal",  # ... an internal one
+    "compute.forwardingRules.create",  # forwardingRules.insert
+    "compute.forwardingRules.pscCreate",  # ... whose target is a service attachment
+    "compute.forwardingRules.get",  # pscConnectionStatus
+    "compute.forwardingRules.delete",  # forwardingRules.delete
+    "compute.forwardingRules.pscDelete",  # ... of a PSC forwarding rule
+    "compute.networks.use",  # the rule's network
+    "compute.subnetworks.use",  # the address's subnetwork
+    "compute.regionOperations.get",  # waiting for the inserts and deletes
+}
+# Predefined roles that would grant far more than that (and the basic ones).
+BROAD_ROLES = BASIC_ROLES | {
+    "roles/compute.admin",
+    "roles/compute.networkAdmin",
+    "roles/compute.loadBalancerAdmin",
+    "roles/compute.networkUser",
+    "roles/compute.instanceAdmin",
+    "roles/compute.instanceAdmin.v1",
+    "roles/vpcaccess.admin",
+}
+PSC_VARIABLES = {
+    "psc_network",
+    "psc_subnetwork",
+    "create_psc_subnetwork",
+    "psc_subnetwork_cidr",
+    "psc_subnetwork_cidrs",
+}
+
+
+def _granted_roles(terraform: Terraform) -> dict[str, str]:
+    return {
+        f"{rtype}.{name}": str(body["role"])
+        for rtype, named in terraform.resources.items()
+        if rtype.endswith("_iam_member")
+        for name, body in named.items()
+    }
+
+
+def test_private_path_variables(terraform: Terraform) -> None:
+    assert set(terraform.variables) >= PSC_VARIABLES
+    defaults = {name: terraform.variables[name]["default"] for name in PSC_VARIABLES}
+    assert defaults == {
+        "psc_network": None,  # no private path unless asked
+        "psc_subnetwork": None,
+        "create_psc_subnetwork": False,
+        "psc_subnetwork_cidr": None,
+        "psc_subnetwork_cidrs": {},
+    }
+    for name in PSC_VARIABLES - {"create_psc_subnetwork"}:
+        validation = single(terraform.variables[name]["validation"])
+        assert validation["error_message"].startswith(name), name
+    for name in ("psc_subnetwork_cidr", "psc_subnetwork_cidrs"):
+        condition = single(terraform.variables[name]["validation"])["condition"]
+        for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"):
+            assert f'"{block}"' in condition, (name, block)
+    # Rules between variables are preconditions (Terraform 1.5 validates a variable alone).
+    rules = single(terraform.resource("terraform_data", "psc_settings")["lifecycle"])
+    messages = " ".join(rule["error_message"] for rule in rules["precondition"])
+    for needed in (
+        "psc_subnetwork is required when psc_network is set",
+        "psc_subnetwork_cidr is required when create_psc_subnetwork is true",
+        "psc_subnetwork_cidrs needs a range for each Vertex AI region",
+    ):
+        assert needed in messages, needed
+
+
+def test_private_path_settings(terraform: Terraform) -> None:
+    env = terraform.locals["function_env"]
+    assert env["MODELDROP_PSC_NETWORK"] == '${local.psc_enabled ? var.psc_network : ""}'
+    assert "var.psc_subnetwork" in env["MODELDROP_PSC_SUBNETWORK"]
+    assert env["MODELDROP_PSC_SUBNETWORK"].endswith(': ""}'), "unset: empty"
+    assert env["MODELDROP_COMPUTE_API_ENDPOINT"] == "https://compute.googleapis.com"
+    assert env["MODELDROP_PSC_PORT"] == "443"
+    assert terraform.locals["psc_enabled"] == "${var.psc_network != null}"
+    # Compute Engine is enabled with the private path; no connector API is needed.
+    assert terraform.locals["private_path_services"] == ["compute.googleapis.com"]
+    assert "local.private_path_services" in terraform.locals["services"]
+    assert "var.psc_network == null ? []" in terraform.locals["services"]
+    assert "compute.googleapis.com" not in terraform.locals["always_enabled_services"]
+    assert "vpcaccess.googleapis.com" not in terraform.all_text()
+
+
+def test_private_path_subnetworks(terraform: Terraform) -> None:
+    subnet = terraform.resource("google_compute_subnetwork", "psc")
+    assert subnet["for_each"] == "${local.psc_subnetwork_cidrs}"
+    assert subnet["name"] == "${var.psc_subnetwork}"  # the same name in every region
+    assert subnet["network"] == "${var.psc_network}"
+    assert subnet["region"] == "${each.key}"
+    assert subnet["private_ip_google_access"] is True
+    cidrs = terraform.locals["psc_subnetwork_cidrs"]
+    assert "local.psc_enabled && var.create_psc_subnetwork" in cidrs
+    regions = terraform.locals["psc_regions"]
+    for needed in ("var.region", "local.vertex_region", "var.vertex_regions"):
+        assert needed in regions, needed
+    # The network itself is never created.
+    assert "google_compute_network" not in terraform.resources
+    # Functions that create addresses in the subnetworks wait for them.
+    for name in ("deploy", "reconcile", "api"):
+        depends = functions(terraform)[name]["depends_on"]
+        assert "${google_compute_subnetwork.psc}" in depends, name
+
+
+def test_private_path_egress_is_the_apis_only(terraform: Terraform) -> None:
+    api = service_config(terraform, "api")
+    interface = _dynamic(api, "direct_vpc_network_interface")
+    assert interface["for_each"] == "${local.api_vpc_egress}"
+    content = single(interface["content"])
+    assert set(content) == {"network", "subnetwork", "tags"}
+    egress = terraform.locals["api_vpc_egress"]
+    assert egress.startswith("${local.psc_enabled ? [") and egress.endswith("] : []}")
+    assert "network = var.psc_network" in egress
+    assert "subnetwork = var.psc_subnetwork" in egress
+    # private ranges only: Google APIs and public endpoints keep their usual path
+    assert api["direct_vpc_egress"] == (
+        '${local.psc_enabled ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null}'
+    )
+    networking = {"direct_vpc_network_interface", "direct_vpc_egress", "vpc_connector"}
+    for name in functions(terraform):
+        config = service_config(terraform, name)
+        keys = set(config) | {label for block in config.get("dynamic", []) for label in block}
+        if name != "api":
+            assert not keys & networking, f"{name} must not reach into the VPC"
+        assert "vpc_connector" not in keys
+        assert "vpc_connector_egress_settings" not in keys
+    assert not any(rtype.startswith("google_vpc_access") for rtype in terraform.resources)
+    assert "ALL_TRAFFIC" not in str(terraform.resources)
+
+
+def test_private_path_permissions_are_least_privilege(terraform: Terraform) -> None:
+    role = terraform.resource("google_project_iam_custom_role", "psc_endpoints")
+    assert role["count"] == "${local.psc_enabled ? 1 : 0}"
+    assert role["permissions"] == "${local.psc_endpoint_permissions}"
+    permissions = terraform.locals["psc_endpoint_permissions"]
+    assert len(permissions) == len(set(permissions)), "duplicates"
+    assert set(permissions) == PSC_ENDPOINT_PERMISSIONS
+    grant = terraform.resource("google_project_iam_member", "function_psc_endpoints")
+    assert grant["role"] == "${google_project_iam_custom_role.psc_endpoints[0].name}"
+    assert grant["member"] == "${google_service_account.function[each.key].member}"
+    assert grant["for_each"] == (
+        "${local.psc_enabled ? "
+        "{for fn, access in local.function_access : fn => access if access.psc_endpoints}"
+        " : {}}"
+    )
+    access = terraform.locals["function_access"]
+    assert {fn for fn, a in access.items() if a["psc_endpoints"]} == {"deploy", "reconcile", "api"}
+    # Nothing holds a broad predefined role, and the custom role is granted by that one
+    # resource only.
+    granted = _granted_roles(terraform)
+    broad = {where: r for where, r in granted.items() if r in BROAD_ROLES}
+    assert not broad, broad
+    assert [w for w, r in granted.items() if "psc_endpoints" in r] == [
+        "google_project_iam_member.function_psc_endpoints"
+    ]
+    assert not any(r.startswith("roles/compute.") for r in granted.values())
+
+
+def test_provider_has_direct_vpc_egress(terraform: Terraform) -> None:
+    google = single(single(terraform.files["versions.tf"]["terraform"])["required_providers"])
+    low = re.search(r">=\s*(\d+)\.(\d+)", google["google"]["version"])
+    assert low, google
+    # google_cloudfunctions2_function's direct_vpc_network_interface is GA from 7.21.0
+    assert (int(low[1]), int(low[2])) >= (7, 21), google["google"]["version"]
+
+
+# The psc_* rules run through Terraform itself: the variables, network.tf's locals and its
+# preconditions in a scratch module that needs no provider (terraform_data is built in).
+
+
+def _top_level_blocks(text: str) -> dict[str, str]:
+    """Header line -> text of each top-level block of a `terraform fmt`ed file."""
+    blocks: dict[str, str] = {}
+    header, lines = None, []
+    for line in text.splitlines():
+        if header is None:
+            if line.endswith("{") and not line.startswith(("#", " ")):
+                header, lines = line.removesuffix("{").strip(), [line]
+        else:
+            lines.append(line)
+            if line == "}":
+                blocks[header] = "\n".join(lines)
+                header = None
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory, terraform: Terraform) -> tuple[str, Path]:
+    binary = shutil.which("terraform") or shutil.which("tofu")
+    if binary is None:
+        pytest.skip("terraform (or tofu) is not installed: the psc_* rules are not run")
+    directory = tmp_path_factory.mktemp("psc")
+    (directory / "variables.tf").write_text(terraform.text["variables.tf"])
+    network = _top_level_blocks(terraform.text["network.tf"])
+    assert terraform.locals["vertex_region"] == "${coalesce(var.vertex_region, var.region)}"
+    (directory / "network.tf").write_text(
+        network["locals"]
+        + "\n"
+        + network['resource "terraform_data" "psc_settings"']
+        + """
+locals {
+  vertex_region = coalesce(var.vertex_region, var.region)
+}
+output "psc" {
+  value = {
+    regions = local.psc_regions
+    cidrs   = local.psc_subnetwork_cidrs
+    egress  = local.api_vpc_egress
+  }
+}
+"""
+    )
+    result = _terraform(binary, directory, "init", "-input=false", "-backend=false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return binary, directory
+
+
+def _terraform(binary: str, directory: Path, *args: str, stdin: str | None = None):
+    return subprocess.run(
+        [binary, f"-chdir={directory}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"},
+    )
+
+
+def _plan(scratch: tuple[str, Path], **variables: object) -> tuple[bool, str, dict]:
+    """(planned fine, messages, the psc output) for `project` plus these variables."""
+    binary, directory = scratch
+    var_file = directory / "case.tfvars.json"
+    var_file.write_text(json.dumps({"project": "my-project", **variables}))
+    plan = directory / "case.plan"
+    result = _terraform(
+        binary, directory, "plan", "-input=false", "-no-color", "-lock=false",
+        f"-var-file={var_file}", f"-out={plan}",
+    )  # fmt: skip
+    if result.returncode != 0:
+        return False, " ".join((result.stdout + result.stderr).split()), {}
+    shown = _terraform(binary, directory, "show", "-json", str(plan))
+    assert shown.returncode == 0, shown.stderr
+    outputs = json.loads(shown.stdout)["planned_values"]["outputs"]
+    return True, "", outputs["psc"]["value"]
+
+
+@pytest.mark.parametrize(
+    ("cidr", "ok"),
+    [
+        ("10.10.0.0/24", True),
+        ("172.31.255.0/26", True),
+        ("192.168.0.0/16", True),
+        ("100.64.0.0/20", True),  # RFC 6598
+        ("8.8.8.0/24", False),  # public
+        ("172.32.0.0/24", False),  # just outside 172.16.0.0/12
+        ("100.128.0.0/24", False),  # just outside 100.64.0.0/10
+        ("10.10.0.0/28", False),  # smaller than Direct VPC egress needs
+        ("10.10.0.5/24", False),  # not the range's first address
+        ("10.10.0.0", False),
+        ("fd00::/64", False),
+    ],
+)
+def test_private_path_cidr_must_be_private(scratch, cidr: str, ok: bool) -> None:
+    planned, messages, psc = _plan(
+        scratch,
+        psc_network="my-vpc",
+        psc_subnetwork="modeldrop-psc",
+        create_psc_subnetwork=True,
+        psc_subnetwork_cidr=cidr,
+    )
+    assert planned is ok, messages
+    if ok:
+        assert psc["cidrs"] == {"us-central1": cidr}
+    if not ok:
+        assert "psc_subnetwork_cidr must be an IPv4 range inside a private block" in messages
+
+
+def test_private_path_rules_hold(scratch) -> None:
+    planned, messages, psc = _plan(scratch)
+    assert planned, messages
+    assert psc == {"regions": [], "cidrs": {}, "egress": []}, "no private path by default"
+
+    existing = {"psc_network": "my-vpc", "psc_subnetwork": "modeldrop-psc"}
+    planned, messages, psc = _plan(scratch, **existing, psc_project_allowlist=["other-project"])
+    assert planned, messages
+    assert psc["regions"] == ["us-central1"] and psc["cidrs"] == {}
+    assert psc["egress"] == [
+        {"network": "my-vpc", "subnetwork": "modeldrop-psc", "tags": ["modeldrop-api"]}
+    ]
+
+    created = {
+        **existing,
+        "create_psc_subnetwork": True,
+        "psc_subnetwork_cidr": "10.10.0.0/24",
+        "vertex_regions": ["us-east4", "us-central1"],
+        "psc_subnetwork_cidrs": {"us-east4": "10.10.1.0/26"},
+    }
+    planned, messages, psc = _plan(scratch, **created)
+    assert planned, messages
+    assert psc["cidrs"] == {"us-central1": "10.10.0.0/24", "us-east4": "10.10.1.0/26"}
+
+    refused = [
+        ({"psc_network": "my-vpc"}, "psc_subnetwork is required when psc_network is set"),
+        ({"psc_subnetwork": "modeldrop-psc"}, "belong to the private path"),
+        ({**existing, "create_psc_subnetwork": True}, "psc_subnetwork_cidr is required"),
+        ({**created, "psc_subnetwork_cidrs": {}}, "missing: us-east4"),
+        (
+            {
+                **created,
+                "psc_subnetwork_cidrs": {"us-east4": "10.10.1.0/26", "asia-east1": "10.9.0.0/26"},
+            },
+            "asia-east1",
+        ),
+        ({**existing, "psc_subnetwork_cidr": "10.10.0.0/24"}, "set create_psc_subnetwork = true"),
+        ({**created, "psc_subnetwork_cidrs": {"us-east4": "10.10.0.0/24"}}, "must differ"),
+        ({"psc_network": "projects/p/global/networks/n"}, "psc_network must be the name"),
+        ({"psc_subnetwork_cidrs": {"us-east4": "10.10.1.0/30"}}, "/29 or larger"),
+    ]
+    for variables, message in refused:
+        planned, messages, _ = _plan(scratch, **variables)
+        assert not planned, variables
+        assert message in messages, (variables, messages)
 
 
 # -- Firestore -------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
         sent = json.loads(next(c for c in recorder.calls if c[1].endswith(":deploy"))[3])
         assert sent["endpointConfig"]["privateServiceConnectConfig"] == {
             "enablePrivateServiceConnect": True,
-            "projectAllowlist": ["client-project-1"],
+            "projectAllowlist": ["modeldrop-local", "client-project-1"],  # its own project too
         }
         assert sent["deployConfig"]["dedicatedResources"]["spot"] is True
         endpoint = requests.get(
@@ -206,7 +206,10 @@ def test_private_service_connect_and_spot_are_sent(gcs, tmp_path):
             f"endpoints/{d.vertex_id}",
             timeout=10,
         ).json()
-        assert endpoint["privateServiceConnectConfig"]["projectAllowlist"] == ["client-project-1"]
+        assert endpoint["privateServiceConnectConfig"]["projectAllowlist"] == [
+            "modeldrop-local",
+            "client-project-1",
+        ]
 
 
 def test_chat_unary_and_streamed_predict_and_stream_raw_predict(emulator, deployed, monkeypatch):

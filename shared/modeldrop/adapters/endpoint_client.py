@@ -33,16 +33,21 @@ HTTPS_PORT = 443
 
 class NamedHostAdapter(HTTPAdapter):
     """Connects to an address but sends `name` as the TLS server name (SNI) and checks the
-    certificate against it (chain and hostname verification on, against the same CA bundle)."""
+    certificate against it: chain and hostname verification stay on, against the session's CA
+    bundle plus `ca_pem` (MODELDROP_PSC_CA_CERT: Vertex AI's self-signed PSC certificate)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, ca_pem: str = "") -> None:
         self.name = name
+        self.ca_pem = ca_pem
         super().__init__(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(
-            *args, **kwargs, server_hostname=self.name, assert_hostname=self.name
-        )
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs |= {"server_hostname": self.name, "assert_hostname": self.name}
+        if self.ca_pem:
+            pool_kwargs["ca_cert_data"] = self.ca_pem
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
 
 class DedicatedEndpointClient:
@@ -88,7 +93,7 @@ class DedicatedEndpointClient:
         name the private endpoint's certificate carries (verification stays on)."""
         prefix = f"https://{host}/"
         if prefix not in self.session.adapters:
-            self.session.mount(prefix, NamedHostAdapter(tls_name))
+            self.session.mount(prefix, NamedHostAdapter(tls_name, self.settings.psc_ca_certificate))
 
     def _post(
         self, url: str, body: dict[str, Any], stream: bool, timeout: float | None = None

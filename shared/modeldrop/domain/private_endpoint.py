@@ -63,6 +63,20 @@ def subnetwork_url(project: str, region: str, subnetwork: str) -> str:
     return f"projects/{project}/regions/{region}/subnetworks/{subnetwork}"
 
 
+PSC_DOMAIN = "prediction.p.vertexai.goog"
+
+
+def tls_name(endpoint: str) -> str:
+    """The name a PSC endpoint of `endpoint` (projects/NUMBER/locations/REGION/endpoints/ID) is
+    verified as: ENDPOINT_ID-REGION-PROJECT_NUMBER.prediction.p.vertexai.goog, the private DNS
+    name Vertex AI documents for it, which its certificate (*.prediction.p.vertexai.goog) covers
+    ("Use dedicated private endpoints based on Private Service Connect for online inference")."""
+    parts = endpoint.split("/")
+    if len(parts) != 6 or parts[0] != "projects" or parts[4] != "endpoints":
+        raise ValueError(f"not an endpoint resource name: {endpoint[:200]!r}")
+    return f"{parts[5]}-{parts[3]}-{parts[1]}.{PSC_DOMAIN}"
+
+
 def resource_names(deployment: Deployment) -> tuple[str, str]:
     """The (address, forwarding rule) names of the deployment's current attempt: Compute
     Engine names (a letter first, [a-z0-9-], at most 63 characters)."""

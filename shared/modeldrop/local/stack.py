@@ -106,6 +106,7 @@ class LocalStack:
         self.processes: dict[str, Emulator] = {}
         self.bridge: Bridge | None = None
         self.urls: dict[str, str] = {}
+        self.psc_port = free_port()  # the Vertex emulator's PSC endpoints listen there
         self.vertex_ca = self.config.state_dir.resolve() / CA_FILE  # written by the emulator
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -133,6 +134,10 @@ class LocalStack:
                 "MODELDROP_VERTEX_API_ENDPOINT": self.urls.get("vertex", ""),
                 # the emulator answers Cloud Logging's entries:list with its engines' output
                 "MODELDROP_LOGGING_API_ENDPOINT": self.urls.get("vertex", ""),
+                # and Compute Engine's addresses and forwarding rules (PSC endpoints), whose
+                # listeners take https on this port (443 on Google Cloud)
+                "MODELDROP_COMPUTE_API_ENDPOINT": self.urls.get("vertex", ""),
+                "MODELDROP_PSC_PORT": str(self.psc_port),
                 "MODELDROP_VERTEX_ANONYMOUS": "true",
                 # a replaced revision goes at once locally, unless the variable says otherwise
                 "MODELDROP_RETIRE_AFTER_SECONDS": os.environ.get(
@@ -158,6 +163,7 @@ class LocalStack:
             "root_prefix": self.config.root_prefix,
             "vertex_url": self.urls["vertex"],
             "vertex_ca": str(self.vertex_ca),
+            "vertex_psc_port": self.psc_port,
             "functions": {name: self.urls[name] for name in FUNCTIONS},
             "settings": {
                 k: str(v) if isinstance(v, Path) else v
@@ -222,6 +228,8 @@ class LocalStack:
             str(cache),
             "--ca-dir",
             str(self.vertex_ca.parent),
+            "--psc-port",
+            str(self.psc_port),
         ]
         if self.config.vertex_capacity:
             cmd += ["--capacity", str(self.config.vertex_capacity)]

@@ -65,11 +65,14 @@ def catalog_ladder(ctx: Context, record: Deployment) -> list[Candidate]:
     # the operator's default machine is pinned when validation chose it (it fits the model)
     pinned = MachineSpec(**default) if default and record.machine == default else None
     heads = validation.get("attention_heads")
+    # a PSC endpoint is regional: a private deployment stays in the api's region, whose VPC
+    # egress reaches it (global access to Vertex AI's service attachments is not verified)
+    regions = (ctx.settings.region,) if private_link.is_private(ctx, record) else None
     return ladder(
         weight_bytes,
         heads if isinstance(heads, int) else None,
         record.overrides,
-        ctx.settings.regions,
+        regions or ctx.settings.regions,
         pinned,
     )
 

@@ -203,10 +203,12 @@ class PrivateNetwork(Protocol):
     """PSC endpoints for private deployments (Compute Engine addresses and forwarding rules),
     named after the deployment's attempt so that a retry finds its own."""
 
-    def connect(self, deployment: Deployment, service_attachment: str) -> PrivateConnection | None:
-        """One step of connecting the deployment: reserve its address, create its forwarding
-        rule to `service_attachment`. The connection once the rule is ready; None while it is
-        being made. Raises DeployError."""
+    def connect(
+        self, deployment: Deployment, endpoint: str, service_attachment: str
+    ) -> PrivateConnection | None:
+        """One step of connecting the deployment's `endpoint`: reserve its address, create its
+        forwarding rule to `service_attachment`. The connection once the rule is ready; None
+        while it is being made. Raises DeployError."""
         ...
 
     def disconnect(self, deployment: Deployment) -> bool:

@@ -30,7 +30,7 @@ def connect(ctx: Context, record: Deployment, info: EndpointInfo) -> Deployment 
     another worker changed the record first). Raises DeployError."""
     if record.private_endpoint or not info.service_attachment:
         return record
-    connection = ctx.private_network.connect(record, info.service_attachment)
+    connection = ctx.private_network.connect(record, info.name, info.service_attachment)
     if connection is None:
         return None
     return commit(ctx, update(record, ctx.clock(), private_endpoint=connection.as_dict()))

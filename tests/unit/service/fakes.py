@@ -222,7 +222,7 @@ class FakePrivateNetwork:
     addresses: dict[str, str] = field(default_factory=dict)  # address name: ip
     calls: list[tuple[str, str]] = field(default_factory=list)  # (connect|disconnect, rule)
 
-    def connect(self, deployment: Deployment, service_attachment: str):
+    def connect(self, deployment: Deployment, endpoint: str, service_attachment: str):
         address, rule = resource_names(deployment)
         self.calls.append(("connect", rule))
         if address not in self.addresses:

@@ -83,3 +83,15 @@ def test_the_folder_can_name_its_own_network(tmp_path):
 def test_a_public_folder_needs_no_network(tmp_path):
     h = make_harness(tmp_path)
     assert upload_all(h, write_valid(tmp_path / "src"), name="open")[-1].state is State.VALIDATED
+
+
+def test_a_private_deployment_stays_in_the_apis_region(tmp_path, private_folder):
+    h = make_harness(tmp_path, MODELDROP_REGIONS="europe-west4,us-central1", **NETWORK)
+    record = upload_all(h, private_folder, name="secret")[-1]
+    planned = on_validated(h.ctx, record.id)
+    assert {c["region"] for c in planned.candidates} == {h.ctx.settings.region}
+    public = upload_all(h, write_valid(tmp_path / "open"), name="open")[-1]
+    assert {c["region"] for c in on_validated(h.ctx, public.id).candidates} == {
+        "europe-west4",
+        "us-central1",
+    }

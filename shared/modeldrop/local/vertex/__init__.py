@@ -16,12 +16,19 @@ GPU. Modules:
 - capacity: GPU quota and stock per region (--capacity, /emulator/capacity), :recommendSpec
 - scaling: Scale To Zero (min_replica_count 0): idle engines stop, a request answers 429 and
   starts them again
+- compute: Compute Engine's addresses, forwarding rules and region operations (the consumer
+  side of Private Service Connect), under /compute/v1 on the control-plane port
+- psc: the TLS listeners of accepted PSC endpoints ({address IP}:{--psc-port}), serving a
+  private endpoint's queries, the only way to them
 - control: deploy/undeploy/delete and scaling orchestration; server: the routes
-- tls: the local CA and the server certificate; emulator: VertexEmulator (both ports), serve()
+- tls: the local CA and the server certificates (127.0.0.1; *.prediction.p.vertexai.goog for
+  PSC endpoints); emulator: VertexEmulator (its ports and listeners), serve()
 
 Usage: `modeldrop local vertex --port 8090` or `python -m modeldrop.local.vertex --port 8090`;
 in tests `with VertexEmulator(engine="transformers") as emulator: emulator.url`; query
-`https://{emulator.dedicated_dns}` with REQUESTS_CA_BUNDLE (or verify=) set to `emulator.ca_path`.
+`https://{emulator.dedicated_dns}` with REQUESTS_CA_BUNDLE (or verify=) set to `emulator.ca_path`;
+a private endpoint through its PSC endpoint at `https://{address IP}:{emulator.psc_port}`, checking
+the certificate for ENDPOINT_ID-REGION-PROJECT_NUMBER.prediction.p.vertexai.goog (`psc.dns_name`).
 """
 
 from __future__ import annotations

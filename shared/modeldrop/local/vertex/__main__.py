@@ -1,5 +1,5 @@
-"""`python -m modeldrop.local.vertex --host 127.0.0.1 --port 8090 [--tls-port P] [--engine ...]
-[--cache DIR] [--ca-dir DIR] [--capacity FILE]`."""
+"""`python -m modeldrop.local.vertex --host 127.0.0.1 --port 8090 [--tls-port P] [--psc-port P]
+[--engine ...] [--cache DIR] [--ca-dir DIR] [--capacity FILE]`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from modeldrop.local.vertex.engines import KINDS
+
+PSC_PORT = 8443
 
 ENGINE_HELP = (
     "model server: auto (vLLM with a GPU and vllm installed, else transformers), "
@@ -26,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="dedicated-endpoint (https) port, the dedicatedEndpointDns (default: any free)",
+    )
+    parser.add_argument(
+        "--psc-port",
+        type=int,
+        default=PSC_PORT,
+        help="the (https) port Private Service Connect endpoints listen on, on their addresses' "
+        f"IPs (127.0.0.2, 127.0.0.3, ...; 443 on Google Cloud; default {PSC_PORT}, 0: any free)",
     )
     parser.add_argument("--engine", choices=KINDS, default="auto", help=ENGINE_HELP)
     parser.add_argument(
@@ -58,14 +67,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"modeldrop: error: --capacity {args.capacity}: {exc}", file=sys.stderr)
         return 2
     try:
-        serve(args.host, args.port, args.engine, args.cache, args.tls_port, args.ca_dir, capacity)
+        serve(
+            args.host,
+            args.port,
+            args.engine,
+            args.cache,
+            args.tls_port,
+            args.ca_dir,
+            capacity,
+            psc_port=args.psc_port,
+        )
     except (EngineError, ValueError) as exc:  # no engine here, or a bad MODELDROP_VERTEX_FAULTS
         print(f"modeldrop: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a port in use, or a CA folder it cannot write
         print(
             f"modeldrop: error: cannot start on {args.host} (ports {args.port} and "
-            f"{args.tls_port or 'any'}, CA in {args.ca_dir}): {exc}",
+            f"{args.tls_port or 'any'}, PSC port {args.psc_port or 'any'}, CA in {args.ca_dir}): "
+            f"{exc}",
             file=sys.stderr,
         )
         return 2

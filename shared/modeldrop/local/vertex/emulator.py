@@ -1,10 +1,14 @@
-"""The emulator on its two ports: the control plane over http, dedicated endpoints over TLS.
+"""The emulator on its ports: the control plane over http, dedicated endpoints over TLS, and
+Private Service Connect endpoints over TLS on their own IPs.
 
 The SDK takes an http `api_endpoint` for the control plane, but queries a dedicated endpoint at
 `https://{dedicatedEndpointDns}/v1/...` whatever the endpoint (google-cloud-aiplatform 2.7:
 `Endpoint.predict(..., use_dedicated_endpoint=True)`, `raw_predict`, `stream_raw_predict`). So
 endpoints report the TLS port as their dedicatedEndpointDns, and clients verify it with the CA
-the emulator writes (see `tls`). Both ports serve the same app.
+the emulator writes (see `tls`). Both ports serve the same app. A forwarding rule created through
+the Compute Engine routes (`compute`) to a private endpoint's service attachment listens on
+`{its address's IP}:{psc_port}` (`psc`), with a certificate for *.prediction.p.vertexai.goog from
+the same CA.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from modeldrop.local.vertex.capacity import Capacity, Table
+from modeldrop.local.vertex.compute import DELAY_S, Compute
 from modeldrop.local.vertex.control import READY_TIMEOUT_S, ControlPlane
 from modeldrop.local.vertex.faults import ENV_VAR, FaultInjector, parse_faults
 from modeldrop.local.vertex.proxy import EngineClient
+from modeldrop.local.vertex.psc import PscListeners, free_port, tls_server
 from modeldrop.local.vertex.resources import Registry
 from modeldrop.local.vertex.server import create_app
-from modeldrop.local.vertex.tls import DEFAULT_DIR, server_context
+from modeldrop.local.vertex.tls import DEFAULT_DIR, PSC_NAMES, server_context
 
 
 class _Handler(WSGIRequestHandler):
@@ -59,21 +65,16 @@ class _QuietHandler(_Handler):
 def _tls_server(
     host: str, port: int, app: Flask, handler: type[WSGIRequestHandler], context: ssl.SSLContext
 ) -> BaseWSGIServer:
-    """A threaded TLS server whose connections shake hands in their own thread, on their first
-    read (werkzeug would do it in the accept loop, where one silent client holds up all)."""
-    server = make_server(host, port, app, threaded=True, request_handler=handler)
-    server.socket = context.wrap_socket(
-        server.socket, server_side=True, do_handshake_on_connect=False
-    )
-    server.ssl_context = context  # werkzeug: wsgi.url_scheme https; SSL errors logged, not raised
-    return server
+    return tls_server(host, port, app, handler, context)
 
 
 class VertexEmulator:
-    """The emulator: `url` (http) is the api_endpoint for the SDK; `dedicated_dns` is what
-    endpoints report, served over TLS with a certificate the CA at `ca_path` signed. `start()`
-    serves in background threads, `stop()` ends them and every engine. `clock` (seconds,
-    monotonic) times Scale To Zero; tests pass one they move forward."""
+    """The emulator: `url` (http) is the api_endpoint for the SDK (and Compute Engine's, for
+    PSC endpoints); `dedicated_dns` is what endpoints report, served over TLS with a certificate
+    the CA at `ca_path` signed; PSC endpoints listen on `psc_port` of their addresses' IPs.
+    `start()` serves in background threads, `stop()` ends them, every listener and every
+    engine. `clock` (seconds, monotonic) times Scale To Zero; tests pass one they move forward.
+    `compute_delay`: seconds a Compute Engine operation takes to be DONE."""
 
     def __init__(
         self,
@@ -88,6 +89,8 @@ class VertexEmulator:
         ca_dir: Path | str = DEFAULT_DIR,
         capacity: Table | None = None,
         clock: Callable[[], float] = time.monotonic,
+        psc_port: int = 0,
+        compute_delay: float = DELAY_S,
     ) -> None:
         spec = faults if faults is not None else os.environ.get(ENV_VAR, "")
         self.faults = FaultInjector(parse_faults(spec))
@@ -101,9 +104,16 @@ class VertexEmulator:
             clock=clock,
         )
         self.client = EngineClient()
-        self.app = create_app(self.control, self.faults, self.client)
+        self.compute = Compute(self.registry.attachment, delay=compute_delay)
+        self.registry.attachment_closed = self.compute.attachment_closed
+        self.app = create_app(self.control, self.faults, self.client, self.compute)
         context, self.ca_path = server_context(Path(ca_dir))
+        psc_context, _ = server_context(Path(ca_dir), PSC_NAMES)
         handler = _QuietHandler if quiet else _Handler
+        self.psc_port = psc_port or free_port()
+        self.psc = PscListeners(self.app, self.psc_port, psc_context, handler)
+        self.compute.attach(self.psc)
+        self.compute.ip_free = self.psc.free
         http = make_server(host, port, self.app, threaded=True, request_handler=handler)
         try:
             tls = _tls_server(host, tls_port, self.app, handler, context)
@@ -142,6 +152,8 @@ class VertexEmulator:
                 thread.join(10)
         for server in self._servers:
             server.server_close()
+        self.compute.close()
+        self.psc.close()
         self.control.shutdown()
         self.client.close()
 
@@ -164,6 +176,7 @@ def serve(
     tls_port: int = 0,
     ca_dir: Path | str = DEFAULT_DIR,
     capacity: Table | None = None,
+    psc_port: int = 0,
 ) -> None:
     """Run the emulator until SIGINT or SIGTERM; engines stop with it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -176,6 +189,7 @@ def serve(
         tls_port=tls_port,
         ca_dir=ca_dir,
         capacity=capacity,
+        psc_port=psc_port,
     )
     atexit.register(emulator.stop)
     stop = threading.Event()
@@ -185,8 +199,10 @@ def serve(
     }
     print(
         f"modeldrop Vertex AI emulator: control plane {emulator.url}, dedicated endpoints "
-        f"https://{emulator.dedicated_dns} (engine {emulator.control.engine_kind}, cache "
-        f"{emulator.control.cache_dir})\nCA of the dedicated endpoints: {emulator.ca_path} "
+        f"https://{emulator.dedicated_dns}, Private Service Connect endpoints on port "
+        f"{emulator.psc_port} of their addresses (Compute Engine at {emulator.url}/compute/v1; "
+        f"engine {emulator.control.engine_kind}, cache {emulator.control.cache_dir})\n"
+        f"CA of the dedicated and PSC endpoints: {emulator.ca_path} "
         f"(export REQUESTS_CA_BUNDLE={emulator.ca_path})",
         file=sys.stderr,
         flush=True,

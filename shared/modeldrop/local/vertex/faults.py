@@ -5,8 +5,9 @@ e.g. ``503x2,429x1`` (the next 2 control-plane calls answer 503 UNAVAILABLE, the
 429 RESOURCE_EXHAUSTED) or ``403@deploy``. The admin route POST /emulator/faults takes the same
 as JSON: ``{"status": 503, "count": 2, "routes": ["deploy"]}``. Faults fire in order; a fault
 with routes waits for a call on one of them. Without routes a fault hits any control-plane
-route; "query" (the dedicated-endpoint routes) and "logs" (Cloud Logging's entries:list) are hit
-only when named.
+route; "query" (the dedicated-endpoint routes), "logs" (Cloud Logging's entries:list) and
+"compute" (the Compute Engine routes under /compute/v1, answered in Compute Engine's error shape)
+are hit only when named.
 
 The status ``stockout`` (``stockout[xCOUNT]``, or ``{"status": "stockout", "count": N}``) is a
 stockout that RecommendSpec cannot foresee: it applies to the deploy route only, and the deploy
@@ -33,7 +34,7 @@ log = logging.getLogger("modeldrop.vertex")
 
 ENV_VAR = "MODELDROP_VERTEX_FAULTS"
 CONTROL_ROUTES = ("deploy", "operations", "endpoints", "undeploy", "delete")
-ROUTES = (*CONTROL_ROUTES, "query", "logs")
+ROUTES = (*CONTROL_ROUTES, "query", "logs", "compute")
 SUPPORTED = (400, 403, 404, 409, 429, 500, 503, 504)
 STOCKOUT = "stockout"  # the deploy is accepted, its operation stocks out
 STOCKOUT_ROUTES = ("deploy",)
@@ -47,6 +48,7 @@ PERMISSIONS = {
     "delete": "aiplatform.endpoints.delete",
     "query": "aiplatform.endpoints.predict",
     "logs": "logging.logEntries.list",
+    "compute": "compute.forwardingRules.pscCreate",
 }
 _STATUS = rf"(?P<status>\d{{3}}|{STOCKOUT})"
 _SPEC = re.compile(_STATUS + r"(?:x(?P<count>\d+))?(?:@(?P<routes>[a-z+]+))?")
@@ -204,15 +206,20 @@ class FaultInjector:
 
         A "stockout" fault is not raised: its name, STOCKOUT, is returned for the deploy route
         to go on and stock out in its operation; otherwise None."""
+        status = self.status_for(route, resource)
+        if status is None or isinstance(status, str):
+            return status
+        raise fault_error(status, route, resource, accelerator)
+
+    def status_for(self, route: str, resource: str) -> int | str | None:
+        """Count a call on `route` and use up the next pending fault for it: its status (the
+        caller answers it in its API's shape), or None."""
         with self._lock:
             self._calls[route] += 1
         status = self.take(route)
-        if status is None:
-            return None
-        log.info("fault: %s on %s %s", status, route, resource)
-        if isinstance(status, str):
-            return status
-        raise fault_error(status, route, resource, accelerator)
+        if status is not None:
+            log.info("fault: %s on %s %s", status, route, resource)
+        return status
 
     def report(self) -> dict[str, Any]:
         """Calls per route, deploy calls, pending and fired faults (for /emulator/state)."""

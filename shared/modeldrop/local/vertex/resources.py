@@ -2,6 +2,21 @@
 
 One lock guards the whole registry; every method takes it, so routes and background deploys
 can call in from any thread. JSON is camelCase, as the REST transport sends and expects.
+
+Private Service Connect (PSC) endpoints (privateServiceConnectConfig.enablePrivateServiceConnect)
+get a service attachment when their first model is deployed, named as Vertex AI names them
+(`projects/{tenant project}-tp/regions/{region}/serviceAttachments/gkedpm-{30 hex}`, the user's
+document and https://cloud.google.com/vertex-ai/docs/predictions/private-service-connect), stable
+for that deployed model, and reported as `deployedModels[].privateEndpoints.serviceAttachment`
+and `privateServiceConnectConfig.serviceAttachment` (both output fields of v1beta1:
+PrivateEndpoints.service_attachment, PrivateServiceConnectConfig.service_attachment). The
+attachment lives while the endpoint has a deployed model ("When an endpoint has an active
+deployed model, the service attachment doesn't change"; with none, "Vertex AI might delete the
+service attachment and recreate it": here it goes at once), so a later deploy gets a new one and
+forwarding rules to the old one read CLOSED (`compute`). A PSC endpoint reports no
+dedicatedEndpointDns, as the documented GET of a PSC endpoint shows none (what the real API does
+when a deploy asks for both is not documented); its query routes answer only through a PSC
+endpoint (`query_access`).
 """
 
 from __future__ import annotations
@@ -10,6 +25,7 @@ import copy
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,7 +87,7 @@ class DeployedModel:
     status_message: str = ""
     status_time: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, service_attachment: str = "") -> dict[str, Any]:
         """REST JSON; zero counts are left out, as proto3 JSON leaves out default values."""
         resources: dict[str, Any] = {
             "machineSpec": self.machine.to_json(),
@@ -98,15 +114,33 @@ class DeployedModel:
             "modelVersionId": "1",
             "status": status,
         }
-        if self.psc:
-            body["privateEndpoints"] = {
-                "serviceAttachment": f"projects/local-tp/regions/local/serviceAttachments/{self.id}"
-            }
+        if self.psc and service_attachment:
+            body["privateEndpoints"] = {"serviceAttachment": service_attachment}
         return body
 
 
 def _without_defaults(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value not in (0, "")}
+
+
+def service_attachment_name(endpoint: str, deployed_model_id: str) -> str:
+    """The service attachment Vertex AI would publish for a PSC endpoint's deployed model: in a
+    tenant project of the endpoint's project (`q...p-tp`), in the endpoint's region, named
+    `gkedpm-` and 30 hex digits (as in the documented examples), derived from the ids."""
+    parts = endpoint.split("/")
+    project, region = parts[1], parts[3]
+    tenant = "q" + hashlib.sha256(project.encode()).hexdigest()[:16] + "p-tp"
+    digest = hashlib.sha256(f"{endpoint}/{deployed_model_id}".encode()).hexdigest()[:30]
+    return f"projects/{tenant}/regions/{region}/serviceAttachments/gkedpm-{digest}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A live service attachment: its name, the endpoint it publishes and who may connect."""
+
+    name: str  # projects/P/regions/R/serviceAttachments/S
+    endpoint: str  # projects/P/locations/L/endpoints/E
+    project_allowlist: tuple[str, ...]
 
 
 @dataclass
@@ -121,12 +155,19 @@ class Endpoint:
     description: str = ""
     deployed_models: list[DeployedModel] = field(default_factory=list)
     deploys_in_progress: set[str] = field(default_factory=set)  # operation names
+    service_attachment: str = ""  # a PSC endpoint's, while it has a deployed model
+
+    @property
+    def private(self) -> bool:
+        """A Private Service Connect endpoint: queried only through a PSC endpoint."""
+        return bool(self.psc and self.psc.get("enablePrivateServiceConnect"))
 
     def to_json(self, dns: str) -> dict[str, Any]:
+        attachment = self.service_attachment
         body: dict[str, Any] = {
             "name": self.name,
             "displayName": self.display_name,
-            "deployedModels": [model.to_json() for model in self.deployed_models],
+            "deployedModels": [model.to_json(attachment) for model in self.deployed_models],
             "trafficSplit": {model.id: 100 for model in self.deployed_models[:1]},
             "etag": self.etag,
             "labels": dict(self.labels),
@@ -135,11 +176,13 @@ class Endpoint:
         }
         if self.description:
             body["description"] = self.description
-        if self.dedicated:
+        if self.dedicated and not self.private:
             body["dedicatedEndpointEnabled"] = True
             body["dedicatedEndpointDns"] = dns
         if self.psc is not None:
             body["privateServiceConnectConfig"] = copy.deepcopy(self.psc)
+            if attachment:
+                body["privateServiceConnectConfig"]["serviceAttachment"] = attachment
         return body
 
     @property
@@ -190,6 +233,9 @@ class Registry:
         self._operations: dict[str, Operation] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._models: dict[str, Model] = {}
+        self._attachments: dict[str, str] = {}  # live service attachment -> endpoint
+        # called (outside the lock) with the name of each service attachment that goes away
+        self.attachment_closed: Callable[[str], None] | None = None
 
     # operations
     def operation(self, name: str) -> dict[str, Any]:
@@ -305,6 +351,9 @@ class Registry:
                 available_replicas=spec.scale_to_zero.replicas if spec.scale_to_zero else 1,
             )
             endpoint.deployed_models.append(deployed)
+            if endpoint.private and not endpoint.service_attachment:
+                endpoint.service_attachment = service_attachment_name(endpoint.name, deployed.id)
+                self._attachments[endpoint.service_attachment] = endpoint.name
             endpoint.deploys_in_progress.discard(start.operation.name)
             endpoint.update_time = stamp
             self._models[start.model].deployed_to[deployed.id] = start.endpoint
@@ -378,7 +427,9 @@ class Registry:
                     deployed.status_time = now()
 
     def remove_deployed_model(self, name: str, deployed_id: str) -> None:
-        """Take a deployed model off its endpoint; 404 if it is not there."""
+        """Take a deployed model off its endpoint; 404 if it is not there. The endpoint's
+        service attachment goes with its last deployed model."""
+        closed = ""
         with self._lock:
             endpoint = self._get_endpoint(name)
             for deployed in endpoint.deployed_models:
@@ -388,10 +439,58 @@ class Registry:
                     model = self._models.get(deployed.model)
                     if model is not None:
                         model.deployed_to.pop(deployed_id, None)
-                    return
-            ids = [d.id for d in endpoint.deployed_models] or "none"
+                    if not endpoint.deployed_models and endpoint.service_attachment:
+                        closed = endpoint.service_attachment
+                        self._attachments.pop(closed, None)
+                        endpoint.service_attachment = ""
+                    break
+            else:
+                ids = [d.id for d in endpoint.deployed_models] or "none"
+                raise not_found(
+                    f"Deployed model {deployed_id!r} not found on endpoint {name} "
+                    f"(deployed: {ids})."
+                )
+        if closed and self.attachment_closed is not None:
+            self.attachment_closed(closed)
+
+    # Private Service Connect
+    def attachment(self, name: str) -> Attachment | None:
+        """The live service attachment `name` (projects/P/regions/R/serviceAttachments/S), or
+        None (never published, or gone with its endpoint's last deployed model)."""
+        with self._lock:
+            endpoint = self._endpoints.get(self._attachments.get(name, ""))
+            if endpoint is None:
+                return None
+            allowlist = (endpoint.psc or {}).get("projectAllowlist", [])
+            return Attachment(name, endpoint.name, tuple(allowlist))
+
+    def query_access(self, name: str, via_attachment: str | None) -> None:
+        """Refuse a query to endpoint `name` that arrives the wrong way: a PSC endpoint's only
+        through a PSC endpoint of its own service attachment (`via_attachment`, None for the
+        public routes), any other endpoint's only through the public routes. 404 for an unknown
+        endpoint.
+
+        What Vertex AI answers in these cases is not documented; the errors below are guesses
+        (403 PERMISSION_DENIED from the public routes, 404 NOT_FOUND through another
+        attachment's PSC endpoint), worded to say what to do."""
+        with self._lock:
+            endpoint = self._get_endpoint(name)
+            private, attachment = endpoint.private, endpoint.service_attachment
+        if private and via_attachment is None:
+            through = f" (service attachment {attachment})" if attachment else ""
+            raise RpcError(
+                f"Endpoint {name} is a private endpoint (Private Service Connect): it answers "
+                "prediction requests only through a Private Service Connect endpoint, a "
+                f"forwarding rule to its service attachment{through} in a project of its "
+                "projectAllowlist, at https://INTERNAL_IP or "
+                "https://ENDPOINT_ID-REGION-PROJECT_NUMBER.prediction.p.vertexai.goog.",
+                code="PERMISSION_DENIED",
+                http_status=403,
+            )
+        if via_attachment is not None and (not private or via_attachment != attachment):
             raise not_found(
-                f"Deployed model {deployed_id!r} not found on endpoint {name} (deployed: {ids})."
+                f"Endpoint {name} is not served by this Private Service Connect endpoint "
+                f"(service attachment {via_attachment})."
             )
 
     def delete_endpoint(self, name: str) -> None:

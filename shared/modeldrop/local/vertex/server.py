@@ -5,9 +5,13 @@ of a location) under /ui and /v1beta1, endpoints GET/PATCH/DELETE, `:undeployMod
 GET/DELETE. Dedicated-endpoint queries (clients reach them at https://{dedicatedEndpointDns},
 the emulator's TLS port): `/chat/completions`, `:predict`, `:streamRawPredict`, `:rawPredict`.
 ModelService `:recommendSpec` answers from the capacity table. Cloud Logging's
-`POST /v2/entries:list` answers from the engines' output (`logs`). Admin: /emulator/state,
-/emulator/faults (a "stockout" fault makes a deploy's operation stock out), /emulator/capacity.
-Every route answers on both ports; `emulator.VertexEmulator` serves them.
+`POST /v2/entries:list` answers from the engines' output (`logs`). Compute Engine v1's
+addresses, forwardingRules and regionOperations (get, wait) under /compute/v1/projects/P/regions/R
+answer from `compute` (Private Service Connect endpoints; errors in Compute Engine's shape).
+Admin: /emulator/state, /emulator/faults (a "stockout" fault makes a deploy's operation stock
+out), /emulator/capacity. Every route answers on both ports; `emulator.VertexEmulator` serves
+them. A private (PSC) endpoint's queries answer only through its PSC endpoint's listener (`psc`),
+which serves the query routes alone.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from modeldrop.domain.deployment import endpoint_name, location_name
 from modeldrop.local.vertex import translate
 from modeldrop.local.vertex.capacity import parse_capacity, recommend_spec
 from modeldrop.local.vertex.checks import requested_accelerator
+from modeldrop.local.vertex.compute import Compute, ComputeError
+from modeldrop.local.vertex.compute import fault_error as compute_fault
 from modeldrop.local.vertex.control import ControlPlane
 from modeldrop.local.vertex.engines import Engine
 from modeldrop.local.vertex.errors import RpcError, invalid
 from modeldrop.local.vertex.faults import STOCKOUT, FaultInjector, faults_from_json
 from modeldrop.local.vertex.proxy import EngineClient, relay
+from modeldrop.local.vertex.psc import ENVIRON_KEY
 
 log = logging.getLogger("modeldrop.vertex")
 
@@ -36,13 +43,21 @@ API = "<any(v1beta1, v1):version>"
 OPS = "<any(ui, v1beta1, v1):api>"
 EP = f"/{API}/{LOC}/endpoints/<endpoint>"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+GCE = "/compute/v1/projects/<project>/regions/<region>"
 
 
-def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClient) -> Flask:
-    """The Flask app: every route, errors as google.rpc.Status JSON."""
+def create_app(
+    control: ControlPlane,
+    faults: FaultInjector,
+    client: EngineClient,
+    compute: Compute | None = None,
+) -> Flask:
+    """The Flask app: every route, errors as google.rpc.Status JSON (Compute Engine's shape
+    under /compute)."""
     app = Flask("modeldrop.local.vertex")
     app.json.sort_keys = False  # type: ignore[attr-defined]  # JSONProvider declares it on DefaultJSONProvider only
     registry = control.registry
+    compute = compute or Compute(registry.attachment)
 
     # control plane
     @app.post(f"/v1beta1/{LOC}:deploy")
@@ -123,6 +138,7 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         """The engine of a query; the request counts as traffic until its answer is sent (a
         stream's last chunk included), for Scale To Zero."""
         name = endpoint_name(project, location, endpoint)
+        registry.query_access(name, request.environ.get(ENVIRON_KEY))
         faults.call("query", name)
         engine, meta = control.serving(name)
 
@@ -158,6 +174,67 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
         faults.call("logs", str(names[0]) if isinstance(names, list) and names else "entries")
         return control.logs.list_entries(body)
 
+    # Compute Engine v1: Private Service Connect endpoints (addresses, forwarding rules)
+    def compute_call(collection: str, method: str, project: str, region: str, name: str) -> None:
+        resource = f"projects/{project}/regions/{region}/{collection}" + (
+            f"/{name}" if name else ""
+        )
+        status = faults.status_for("compute", resource)
+        if isinstance(status, int):
+            raise compute_fault(status, collection, method, resource)
+
+    @app.post(f"{GCE}/addresses")
+    def insert_address(project: str, region: str) -> Any:
+        compute_call("addresses", "insert", project, region, "")
+        return compute.insert_address(project, region, _compute_body())
+
+    @app.get(f"{GCE}/addresses")
+    def list_addresses(project: str, region: str) -> Any:
+        compute_call("addresses", "list", project, region, "")
+        _no_filter()
+        return compute.list_addresses(project, region)
+
+    @app.get(f"{GCE}/addresses/<name>")
+    def get_address(project: str, region: str, name: str) -> Any:
+        compute_call("addresses", "get", project, region, name)
+        return compute.get_address(project, region, name)
+
+    @app.delete(f"{GCE}/addresses/<name>")
+    def delete_address(project: str, region: str, name: str) -> Any:
+        compute_call("addresses", "delete", project, region, name)
+        return compute.delete_address(project, region, name)
+
+    @app.post(f"{GCE}/forwardingRules")
+    def insert_forwarding_rule(project: str, region: str) -> Any:
+        compute_call("forwardingRules", "insert", project, region, "")
+        return compute.insert_forwarding_rule(project, region, _compute_body())
+
+    @app.get(f"{GCE}/forwardingRules")
+    def list_forwarding_rules(project: str, region: str) -> Any:
+        compute_call("forwardingRules", "list", project, region, "")
+        _no_filter()
+        return compute.list_forwarding_rules(project, region)
+
+    @app.get(f"{GCE}/forwardingRules/<name>")
+    def get_forwarding_rule(project: str, region: str, name: str) -> Any:
+        compute_call("forwardingRules", "get", project, region, name)
+        return compute.get_forwarding_rule(project, region, name)
+
+    @app.delete(f"{GCE}/forwardingRules/<name>")
+    def delete_forwarding_rule(project: str, region: str, name: str) -> Any:
+        compute_call("forwardingRules", "delete", project, region, name)
+        return compute.delete_forwarding_rule(project, region, name)
+
+    @app.get(f"{GCE}/operations/<name>")
+    def get_compute_operation(project: str, region: str, name: str) -> Any:
+        compute_call("operations", "get", project, region, name)
+        return compute.get_operation(project, region, name)
+
+    @app.post(f"{GCE}/operations/<name>/wait")
+    def wait_compute_operation(project: str, region: str, name: str) -> Any:
+        compute_call("operations", "wait", project, region, name)
+        return compute.wait_operation(project, region, name)
+
     # admin
     @app.get("/")
     def health() -> Any:
@@ -172,6 +249,7 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
             "engine_kind": control.engine_kind,
             "capacity": control.capacity.table(),
             "capacity_in_use": control.capacity.in_use(),
+            **compute.snapshot(),
             **faults.report(),
         }
 
@@ -206,10 +284,17 @@ def create_app(control: ControlPlane, faults: FaultInjector, client: EngineClien
     def api_error(exc: RpcError) -> Any:
         return exc.to_json(), exc.http_status
 
+    @app.errorhandler(ComputeError)
+    def compute_error(exc: ComputeError) -> Any:
+        return exc.to_json(), exc.http_status
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         code = exc.code or 500
         message = f"{exc.name}: {request.method} {request.path} is not a route of the emulator."
+        if request.path.startswith("/compute/"):
+            reason = "notFound" if code == 404 else "invalid"
+            return ComputeError(code, reason, message).to_json(), code
         return RpcError(
             message if code in (404, 405) else str(exc.description), http_status=code
         ).to_json(), code
@@ -230,6 +315,19 @@ def _json_body() -> Any:
         return json.loads(data)
     except ValueError as exc:
         raise invalid(f"Invalid JSON payload received. {exc}.") from exc
+
+
+def _compute_body() -> Any:
+    data = request.get_data()
+    try:
+        return json.loads(data) if data.strip() else {}
+    except ValueError as exc:
+        raise ComputeError(400, "parseError", f"Invalid JSON payload received. {exc}.") from exc
+
+
+def _no_filter() -> None:
+    if request.args.get("filter"):
+        raise ComputeError(400, "invalid", "The emulator lists without a filter.")
 
 
 def _forward(client: EngineClient, engine: Engine, query: translate.EngineRequest) -> Response:

@@ -1,11 +1,25 @@
-"""TLS for the dedicated-endpoint routes: a local CA and a server certificate for 127.0.0.1.
+"""TLS for the query routes: a local CA, a server certificate for 127.0.0.1 (dedicated
+endpoints) and one for *.prediction.p.vertexai.goog (Private Service Connect endpoints).
 
 Clients query a dedicated endpoint at `https://{dedicatedEndpointDns}/...` (the SDK writes the
 scheme itself), so the emulator serves those routes over TLS with a certificate for 127.0.0.1
 and localhost, signed by a CA of its own. The CA is written to DIR/vertex-ca.pem, its key beside
 it (owner-only), and reused by later runs from the same folder, so one bundle verifies every
-emulator started there: point REQUESTS_CA_BUNDLE at it. The CA is name-constrained to 127.0.0.1
-and localhost: trusting it trusts no other host.
+emulator started there: point REQUESTS_CA_BUNDLE at it.
+
+A Private Service Connect (PSC) endpoint's listener (`psc`) presents a certificate for the name
+Vertex AI documents for its dedicated private endpoints: "The self-signed certificate includes
+the subject alternative name (SAN) *.prediction.p.vertexai.goog", queried by the FQDN
+ENDPOINT_ID-REGION-PROJECT_NUMBER.prediction.p.vertexai.goog that a private DNS zone
+prediction.p.vertexai.goog. resolves to the PSC endpoint's IP ("Support for Transport Layer
+Security (TLS) certificates", https://cloud.google.com/vertex-ai/docs/predictions/private-service-connect;
+the same page says ports 443 (TLS) and 80 (plain) are open, and that clients download the
+certificate and add it to their trust store). Here the same local CA signs it, so the one
+bundle verifies both.
+
+The CA is name-constrained to 127.0.0.1, localhost and prediction.p.vertexai.goog (with its
+subdomains): trusting it trusts no other host. A CA from an older run without the PSC name in
+its constraints is made anew (certificates it signed for that name would not verify).
 """
 
 from __future__ import annotations
@@ -34,16 +48,22 @@ NAMES: list[x509.GeneralName] = [
     x509.DNSName("localhost"),
     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
 ]
+PSC_DOMAIN = "prediction.p.vertexai.goog"  # Vertex AI's private (PSC) endpoints' names
+PSC_NAMES: list[x509.GeneralName] = [x509.DNSName(f"*.{PSC_DOMAIN}")]
 CONSTRAINTS: list[x509.GeneralName] = [
     x509.DNSName("localhost"),
     x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")),
+    x509.DNSName(PSC_DOMAIN),  # permits the domain and every name under it
 ]
 
 
-def server_context(directory: Path = DEFAULT_DIR) -> tuple[ssl.SSLContext, Path]:
-    """A server SSLContext with a fresh certificate for 127.0.0.1 and localhost, and the path
-    of the CA that signed it (created in `directory` on first use)."""
-    cert, key = server_certificate(*local_ca(directory))
+def server_context(
+    directory: Path = DEFAULT_DIR, names: list[x509.GeneralName] | None = None
+) -> tuple[ssl.SSLContext, Path]:
+    """A server SSLContext with a fresh certificate for `names` (default 127.0.0.1 and
+    localhost; PSC_NAMES for a PSC endpoint), and the path of the CA that signed it (created in
+    `directory` on first use)."""
+    cert, key = server_certificate(*local_ca(directory), names=names)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     with tempfile.TemporaryDirectory(prefix="modeldrop-tls-") as tmp:  # load_cert_chain reads files
@@ -55,17 +75,22 @@ def server_context(directory: Path = DEFAULT_DIR) -> tuple[ssl.SSLContext, Path]
 
 
 def server_certificate(
-    ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    names: list[x509.GeneralName] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A new key and a certificate for it, for 127.0.0.1 and localhost, signed by the CA."""
+    """A new key and a certificate for it, for `names` (default 127.0.0.1 and localhost; its
+    common name is the first DNS name), signed by the CA."""
+    names = names or NAMES
+    common = next((n.value for n in names if isinstance(n, x509.DNSName)), "localhost")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        _builder(_name("localhost"), ca_cert.subject, key, now, SERVER_DAYS)
+        _builder(_name(common), ca_cert.subject, key, now, SERVER_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(NAMES), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
@@ -76,8 +101,9 @@ def server_certificate(
 
 
 def local_ca(directory: Path = DEFAULT_DIR) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """The CA in `directory`: reused while it loads and outlives a new server certificate,
-    else made anew. A lock file keeps emulators starting together on one CA."""
+    """The CA in `directory`: reused while it loads, outlives a new server certificate and is
+    constrained to today's names, else made anew. A lock file keeps emulators starting together
+    on one CA."""
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / CA_FILE, directory / CA_KEY_FILE
     with _locked(directory / "vertex-ca.lock"):
@@ -86,7 +112,7 @@ def local_ca(directory: Path = DEFAULT_DIR) -> tuple[x509.Certificate, ec.Ellipt
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             lasts = cert.not_valid_after_utc > now + datetime.timedelta(days=SERVER_DAYS)
-            if lasts and isinstance(key, ec.EllipticCurvePrivateKey):
+            if lasts and _constrained(cert) and isinstance(key, ec.EllipticCurvePrivateKey):
                 return cert, key
         key = ec.generate_private_key(ec.SECP256R1())
         name = _name("modeldrop local Vertex AI emulator CA")
@@ -100,6 +126,16 @@ def local_ca(directory: Path = DEFAULT_DIR) -> tuple[x509.Certificate, ec.Ellipt
         _write_key(key_path, key)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cert, key
+
+
+def _constrained(cert: x509.Certificate) -> bool:
+    """Whether the CA's name constraints permit exactly today's CONSTRAINTS."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    permitted = list(constraints.permitted_subtrees or [])
+    return sorted(map(repr, permitted)) == sorted(map(repr, CONSTRAINTS))
 
 
 def _builder(
