@@ -103,6 +103,29 @@ def revisions_stack(tmp_path_factory) -> Iterator[Any]:
             yield s
 
 
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory) -> Iterator[Any]:
+    """A stack on the echo engine with the operator's PSC network and subnetwork set
+    (MODELDROP_PSC_NETWORK, MODELDROP_PSC_SUBNETWORK): private folders deploy and connect."""
+    if reason := missing_emulators():
+        pytest.skip(f"EMULATORS MISSING: {reason}")
+    from modeldrop.local.stack import LocalStack, StackConfig
+
+    network = {
+        "MODELDROP_PSC_NETWORK": "modeldrop-vpc",
+        "MODELDROP_PSC_SUBNETWORK": "modeldrop-psc",
+    }
+    config = StackConfig(
+        state_dir=Path(tmp_path_factory.mktemp("private")),
+        engine="echo",
+        tick_seconds=1.0,
+        lease_seconds=15,
+        extra_env=network,  # the functions' only: other stacks started meanwhile stay public
+    )
+    with LocalStack(config) as s:
+        yield s
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from modeldrop.local.tiny_model import build_tiny_model

@@ -398,3 +398,64 @@ def test_refusals_come_with_stable_codes(emulator: VertexEmulator) -> None:
     assert json.loads(unknown.text)["error"]["message"] == (
         f"The resource 'projects/{PROJECT}/regions/{REGION}/operations/operation-1' was not found"
     )
+
+
+def psc_network_settings(emulator: VertexEmulator) -> Any:
+    from dataclasses import replace as with_fields
+
+    return with_fields(
+        compute_settings(emulator),
+        psc_network=NETWORK,
+        psc_subnetwork=SUBNET,
+        psc_project_allowlist=(CONSUMER,),
+    )
+
+
+def test_psc_network_survives_a_crash_between_the_rule_and_the_record(
+    emulator: VertexEmulator,
+) -> None:
+    """PscNetwork (the PrivateNetwork port) on the emulator: a worker that made the forwarding
+    rule and died before recording it is followed by one that finds that rule, so one address
+    and one rule exist; disconnect then removes both."""
+    from datetime import UTC, datetime
+
+    from modeldrop.adapters.psc_network import PscNetwork
+    from modeldrop.domain.deployment import new_deployment, update
+
+    record = new_deployment(BUCKET, "models/psc-echo", "fp", 1, datetime.now(UTC))
+    record = update(record, record.created_at, placement={"attempt": 1, "region": REGION})
+    endpoint = deploy(emulator, record.vertex_id)
+    attachment = endpoint["deployedModels"][0]["privateEndpoints"]["serviceAttachment"]
+    settings = psc_network_settings(emulator)
+
+    def state() -> tuple[list[str], list[str]]:
+        got = requests.get(f"{emulator.url}/emulator/state", timeout=10).json()
+        mine = record.vertex_id
+        return (
+            [a["name"] for a in got["addresses"] if mine in a["name"]],
+            [r["name"] for r in got["forwardingRules"] if mine in r["name"]],
+        )
+
+    first = PscNetwork(settings)
+    deadline = time.monotonic() + 30
+    while not state()[1]:  # the first worker gets as far as making the rule, then "dies"
+        assert first.connect(record, endpoint["name"], attachment) is None
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second, connection = PscNetwork(settings), None
+    while connection is None:
+        connection = second.connect(record, endpoint["name"], attachment)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [len(names) for names in state()] == [1, 1]
+    assert connection.tls_name == dns_name(endpoint["name"], PROJECT)
+    answer = psc_session(connection.tls_name, str(emulator.ca_path)).post(
+        f"https://{connection.ip}:{emulator.psc_port}/v1beta1/{endpoint['name']}/chat/completions",
+        json=CHAT,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    while not second.disconnect(record):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert state() == ([], [])

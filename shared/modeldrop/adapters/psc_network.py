@@ -92,7 +92,7 @@ class PscNetwork:
         status = str(rule.get("pscConnectionStatus", ""))
         if status in WAITING:
             return None
-        if status == CLOSED or rule.get("target") != service_attachment:
+        if status == CLOSED or _path(str(rule.get("target", ""))) != _path(service_attachment):
             self.rest.delete_forwarding_rule(project, region, rule_name)
             return None
         if status != READY:
@@ -123,5 +123,9 @@ class PscNetwork:
 
 def _link(resource: dict[str, Any]) -> str:
     """A Compute resource's name as the API links it (selfLink without the API's prefix)."""
-    link = str(resource.get("selfLink") or resource.get("name", ""))
-    return link.split("/compute/v1/", 1)[-1]
+    return _path(str(resource.get("selfLink") or resource.get("name", "")))
+
+
+def _path(reference: str) -> str:
+    """projects/... of a Compute reference, whether a full URL or a partial one."""
+    return reference.split("/compute/v1/", 1)[-1]
