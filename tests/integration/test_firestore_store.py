@@ -137,6 +137,14 @@ def full_deployment() -> Deployment:
         promotion_pending=True,
         last_used_at=T0 + timedelta(minutes=9),
         deploy_round=2,
+        private_endpoint={
+            "ip": "10.0.0.2",
+            "forwarding_rule": "projects/p/regions/us-central1/forwardingRules/md-x-2-1-psc",
+            "address": "projects/p/regions/us-central1/addresses/md-x-2-1-ip",
+            "service_attachment": "projects/tp/regions/us-central1/serviceAttachments/gkedpm-1",
+            "network": "projects/p/global/networks/vpc",
+            "tls_name": "ep-us-central1-123.prediction.p.vertexai.goog",
+        },
         blocked={
             "code": "BUDGET_EXCEEDED",
             "message": "over the cap",
