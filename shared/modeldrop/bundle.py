@@ -4,7 +4,8 @@ The archive (default build/modeldrop-functions.zip) holds, at its root:
 - the function modules of functions/ (main.py re-exports every target);
 - the part of the `modeldrop` package the functions can reach: every module their imports
   lead to, lazy imports inside functions included, with its package data (JSON catalogs,
-  the OpenAPI document). The local stack, the CLI and this builder are left out;
+  the OpenAPI document, the dashboard's files in api/ui/). The local stack, the CLI and this
+  builder are left out;
 - requirements.txt: the runtime dependencies of pyproject.toml ([project.dependencies],
   no extras), pinned to the versions installed where the builder runs when they are.
 
@@ -138,6 +139,15 @@ def runtime_requirements(pyproject: Path, pin: bool = True) -> list[str]:
     return lines
 
 
+def _owner(path: Path) -> Path:
+    """The package a data file belongs to: the nearest folder above it with an __init__.py
+    (a data folder such as api/ui/ belongs to the package holding it)."""
+    folder = path.parent
+    while not (folder / "__init__.py").exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
 def _package_files(package_dir: Path, modules: set[str]) -> Iterator[tuple[Path, str]]:
     """(file, archive name) of the chosen modules and of the data files of their packages."""
     available = _package_modules(package_dir)
@@ -149,7 +159,7 @@ def _package_files(package_dir: Path, modules: set[str]) -> Iterator[tuple[Path,
             continue
         if path.suffix in SKIPPED_SUFFIXES:
             continue
-        keep = path in chosen if path.suffix == ".py" else path.parent in packages
+        keep = path in chosen if path.suffix == ".py" else _owner(path) in packages
         if keep:
             yield path, path.relative_to(root).as_posix()
 

@@ -150,6 +150,10 @@ def test_layout(built: bundle.Bundle) -> None:
     # package data the code reads through importlib.resources
     assert "modeldrop/catalog/base_models.json" in files
     assert "modeldrop/api/openapi.json" in files
+    # the dashboard's files (a data folder inside the api package), as GET /ui serves them
+    from modeldrop.api.ui import ASSETS, PAGE
+
+    assert {f"modeldrop/api/ui/{name}" for name in (PAGE, *ASSETS)} <= files
     # what the functions do not need stays out
     assert not [f for f in files if f.startswith("modeldrop/local/")]
     assert not {"modeldrop/cli.py", "modeldrop/bundle.py", "pyproject.toml"} & files

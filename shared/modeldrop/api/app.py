@@ -15,7 +15,7 @@ from typing import Any
 from flask import Request, Response
 
 from modeldrop import logs
-from modeldrop.api import costs, lookup, models, openai, proxy, status
+from modeldrop.api import costs, lookup, models, openai, proxy, status, ui
 from modeldrop.api import logs as serving_logs
 from modeldrop.api.auth import check_bearer
 from modeldrop.api.context import ApiContext
@@ -55,6 +55,8 @@ def _handlers(ctx: ApiContext, request: Request) -> dict[str, Callable[..., Any]
     return {
         "health": lambda: {"status": "ok"},
         "openapi": openapi_document,
+        "ui": ui.page,  # the files are read on the first request for them, not at import
+        "ui_asset": ui.asset,
         "list_deployments": lambda: status.list_deployments(
             ctx, request.args.to_dict(flat=False), base
         ),
@@ -120,7 +122,7 @@ def handle(request: Request, ctx: ApiContext | None = None) -> Response:
                 status=404,
             )
         ctx = ctx or _context()
-        check_bearer(request.headers.get("Authorization"), ctx.settings.api_tokens, request.path)
+        check_bearer(request.headers.get("Authorization"), ctx.settings.api_tokens, route.path)
         result = _handlers(ctx, request)[route.name](**known_keys(params))
         if isinstance(result, Response):
             response = result

@@ -6,11 +6,14 @@ import hmac
 
 from modeldrop.api.errors import ApiError
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+# Documented paths (routes.Route.path) that need no token: liveness, and the dashboard's page
+# and assets, which hold no data (the page sends the token the user enters with its calls).
+PUBLIC_PATHS = frozenset({"/healthz", "/ui", "/ui/{asset}"})
 
 
 def check_bearer(authorization: str | None, tokens: tuple[str, ...], path: str) -> None:
-    """Raise 401 unless a configured token is presented (constant-time comparisons)."""
+    """Raise 401 unless a configured token is presented (constant-time comparisons). `path`
+    is the matched route's documented path (placeholders kept), never the request's."""
     if not tokens or path in PUBLIC_PATHS:
         return
     scheme, _, presented = (authorization or "").partition(" ")

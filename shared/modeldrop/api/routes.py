@@ -12,17 +12,20 @@ class Route:
     pattern: re.Pattern[str]
     name: str
     openai: bool = False  # errors in OpenAI's shape
+    path: str = ""  # the documented path, {param} placeholders kept (auth.PUBLIC_PATHS)
 
 
 def route(method: str, path: str, name: str, openai: bool = False) -> Route:
     """`path` uses {param} placeholders matching one segment (no '/' and no ':')."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/:]+)", path)
-    return Route(method, re.compile(f"^{regex}$"), name, openai)
+    return Route(method, re.compile(f"^{regex}$"), name, openai, path)
 
 
 ROUTES: list[Route] = [
     route("GET", "/healthz", "health"),
     route("GET", "/openapi.json", "openapi"),
+    route("GET", "/ui", "ui"),
+    route("GET", "/ui/{asset}", "ui_asset"),
     route("GET", "/v1/deployments", "list_deployments"),
     route("GET", "/v1/costs", "costs"),
     route("GET", "/v1/deployments/{deployment_id}", "deployment_status"),

@@ -1,9 +1,10 @@
 """`make demo`: a tiny model goes from a folder on disk to answering a chat, on the local stack.
 
-Builds a tiny model, brings the stack up, uploads the folder as a user would, prints each state
-transition as its notification arrives, the status JSON, one chat completion and the
-notifications a subscriber received, then stops the stack. Exit 0 only if the model reached
-DEPLOYED and answered.
+Trains a tiny model to answer a few questions (once: answering_model caches it), brings the
+stack up, uploads the folder as a user would, prints each state transition as its notification
+arrives, the status JSON, the question of the user's document and the answer streamed through
+the api, and the notifications a subscriber received, then stops the stack. Exit 0 only if the
+model reached DEPLOYED and answered.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from urllib.parse import urljoin
 
 import requests
 
+from modeldrop.local.answering_model import (
+    DEFAULT_CACHE,
+    answering_model,
+    find_cached,
+    load_answers,
+    training_info,
+)
 from modeldrop.local.stack import LocalStack, StackConfig
 from modeldrop.local.subscriber import EventSubscriber
 
@@ -47,15 +55,13 @@ def settled(messages: list[Any]) -> bool:
 
 def run(
     config: StackConfig | None = None,
-    workdir: Path = Path(".modeldrop/demo"),
+    cache_dir: Path = DEFAULT_CACHE,
     timeout: float = 600,
 ) -> int:
     from modeldrop.adapters.gcs_folder import default_client
-    from modeldrop.local.tiny_model import build_tiny_model
     from modeldrop.local.uploader import upload_folder
 
-    print("1. building a tiny Llama-architecture model")
-    folder = build_tiny_model(workdir / MODEL, "llama")
+    folder = demo_model(cache_dir)
     print("2. starting the local stack (emulators, Vertex AI emulator, functions)")
     started = time.monotonic()
     with LocalStack(config or StackConfig()) as stack:
@@ -82,7 +88,7 @@ def run(
             print(json.dumps(status, indent=2))
             if status["state"] != "DEPLOYED":
                 return 1
-            answered = chat(urljoin(status_url, status["links"]["chat"]))
+            answered = chat(urljoin(status_url, status["links"]["chat"]), folder)
             time.sleep(1)
             received = [summary(m) for m in subscriber.messages]
             print(f"7. notifications received by the subscriber ({len(received)}):")
@@ -92,17 +98,38 @@ def run(
             subscriber.close()
 
 
-def chat(url: str) -> bool:
-    """One streamed chat completion through the api, printed as the chunks arrive."""
+def demo_model(cache_dir: Path) -> Path:
+    """The folder of the tiny model that memorised the demo's answers, trained if need be."""
+    questions = len(load_answers())
+    if cached := find_cached(cache_dir):
+        print(f"1. a tiny Llama-architecture model that answers {questions} questions: {cached}")
+        print("   (trained by an earlier run; reused)")
+        return cached
+    print(f"1. training a tiny Llama-architecture model to answer {questions} questions")
+    folder = answering_model(cache_dir)
+    trained = training_info(folder)
+    print(
+        f"   trained in {trained['seconds']:.1f} s ({trained['steps']} steps, loss "
+        f"{trained['loss']:.4f}); cached for the next run: {folder}"
+    )
+    return folder
+
+
+def chat(url: str, folder: Path) -> bool:
+    """The document's question as one streamed chat completion through the api, the answer
+    printed as the chunks arrive."""
+    pairs = load_answers()
+    asked, others = pairs[0], pairs[1:]
     body = {
-        "messages": [{"role": "user", "content": "hello"}],
-        "max_tokens": 16,
+        "messages": [{"role": "user", "content": asked.question}],
+        "max_tokens": 64,
         "temperature": 0,
         "stream": True,
     }
     print(f"6. streamed chat completion through the api: POST {url}")
-    chunks = 0
-    print("   ", end="")
+    print(f"   question: {asked.question}")
+    chunks, text = 0, ""
+    print("   answer:   ", end="", flush=True)
     with requests.post(url, json=body, stream=True, timeout=120) as response:
         response.raise_for_status()
         for line in response.iter_lines(decode_unicode=True):
@@ -110,8 +137,19 @@ def chat(url: str) -> bool:
                 continue
             delta = json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
             chunks += 1
-            print(repr(delta), end=" ", flush=True)
-    print(f"\n   {chunks} chunks (a tiny random model: the words mean nothing)")
+            text += delta
+            print(delta, end="", flush=True)
+    trained = training_info(folder)
+    print()
+    if text != asked.answer:
+        print(f"   (not the memorised answer, which is {asked.answer!r})")
+    print(
+        f"   ({chunks} chunks from a {trained['layers']}-layer model trained for "
+        f"{trained['seconds']:.1f} s on {len(pairs)} questions: it memorised the answers and\n"
+        "   knows nothing else. The other questions: "
+        + ", ".join(f'"{qa.question}"' for qa in others)
+        + ")"
+    )
     return chunks > 0
 
 
