@@ -48,7 +48,7 @@ demo: $(STAMP)
 	$(VENV)/bin/modeldrop demo
 
 up: $(STAMP)
-	$(VENV)/bin/modeldrop up
+	$(VENV)/bin/modeldrop up --demo-model
 
 bench: $(STAMP)
 	$(PY) -m tests.bench

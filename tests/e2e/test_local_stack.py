@@ -161,4 +161,4 @@ def test_status_command_watches_until_deployed(stack, tiny_model, capsys):
     assert main(["status", "--api", stack.urls["api"]]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert any(d["model"] == "watched" for d in listed["deployments"])
-    assert main(["status", "no-such-model", "--api", stack.urls["api"]]) == 2
+    assert main(["status", "no-such-model", "--api", stack.urls["api"]]) == 4
