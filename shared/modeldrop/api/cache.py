@@ -1,4 +1,5 @@
-"""Per-instance caches of the api: DEPLOYED records for the proxy routes, and a throttle.
+"""Per-instance caches of the api: DEPLOYED records for the proxy routes, model names' serving
+pointers (a second at most: see domain.revisions.MIN_GRACE_SECONDS), and a throttle.
 
 A short-lived cache of DEPLOYED records for the proxy routes.
 
@@ -13,29 +14,38 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from modeldrop.domain.deployment import Deployment
 
+T = TypeVar("T")
 
-class DeployedCache:
+
+class TtlCache(Generic[T]):
+    """Values kept for `seconds` per key (0 keeps nothing), per instance, thread-safe."""
+
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
         self.clock = clock
-        self._entries: dict[str, tuple[float, Deployment]] = {}
+        self._entries: dict[str, tuple[float, T]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Deployment | None:
+    def get(self, key: str) -> T | None:
         with self._lock:
             entry = self._entries.get(key)
         if entry is None or self.clock() - entry[0] > self.seconds:
             return None
         return entry[1]
 
-    def put(self, key: str, record: Deployment) -> Deployment:
+    def put(self, key: str, value: T) -> T:
         if self.seconds > 0:
             with self._lock:
-                self._entries[key] = (self.clock(), record)
-        return record
+                self._entries[key] = (self.clock(), value)
+        return value
+
+
+class DeployedCache(TtlCache[Deployment]):
+    """DEPLOYED records by deployment id (or model name)."""
 
     def drop(self, deployment_id: str) -> None:
         """Forget every entry (by id or by model name) that holds this deployment."""

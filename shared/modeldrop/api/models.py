@@ -20,17 +20,19 @@ def serving_record(ctx: ApiContext, name: str) -> Deployment | None:
     """The DEPLOYED record the name answers with; None for a name without any record. Raises a
     409 NOT_DEPLOYED ApiError when its serving revision does not answer now.
 
-    The pointer is read on every call (one small document), so a promotion or a rollback takes
-    effect at once; the record it names comes from the per-instance cache of DEPLOYED records.
+    The pointer is reused for POINTER_SECONDS per instance, so a promotion or a rollback takes
+    effect within a second everywhere (the revision it replaced answers meanwhile: it keeps its
+    endpoint longer); the record it names comes from the per-instance cache of DEPLOYED records.
     Before the name's first promotion is recorded (a crash between DEPLOYED and the pointer;
     reconcile finishes it), its newest DEPLOYED revision answers."""
-    pointer = ctx.store.get_pointer(name)
+    pointer = ctx.pointers.get(name) or ctx.store.get_pointer(name)
     if pointer is None:
         page, _ = ctx.store.list_page(states=(State.DEPLOYED,), model=name, limit=1)
         if page:
             return page[0]
         newest = ctx.store.latest_for_model(name)
         return lookup.require_deployed(newest) if newest else None
+    ctx.pointers.put(name, pointer)
     cache = ctx.deployed
     if cached := cache.get(pointer.serving):
         return cached
@@ -53,6 +55,8 @@ def model_status(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
         raise no_model(name)
     body = status_body(refreshed(ctx, record), base_url, ctx.clock())
     pointer = ctx.store.get_pointer(name)
+    if pointer:
+        ctx.pointers.put(name, pointer)
     page, _ = ctx.store.list_page(model=name, limit=REVISIONS_SHOWN)
     ordered = sorted(page, key=lambda d: (d.revision, d.created_at, d.id), reverse=True)
     body["serving"] = pointer.serving if pointer else None
@@ -68,7 +72,7 @@ def rollback(ctx: ApiContext, name: str, base_url: str) -> dict[str, Any]:
     if ctx.store.latest_for_model(name) is None:
         raise no_model(name)
     try:
-        revisions.rollback(ctx, name)
+        ctx.pointers.put(name, revisions.rollback(ctx, name))  # this instance: at once
     except ActionRefused as exc:
         raise ApiError(exc.message, exc.hint, code=exc.code, status=409) from None
     return model_status(ctx, name, base_url)

@@ -14,7 +14,7 @@ from modeldrop.api import lookup, models, proxy
 from modeldrop.api.context import ApiContext
 from modeldrop.api.errors import ApiError
 from modeldrop.api.keys import valid_name
-from modeldrop.domain.deployment import Deployment, State
+from modeldrop.domain.deployment import Deployment, State, shaped_like_id
 from modeldrop.domain.findings import excerpt
 
 ERROR_TYPES = {
@@ -82,7 +82,7 @@ def resolve(ctx: ApiContext, model: Any) -> Deployment:
         raise unknown_model(model)
     if cached := ctx.deployed.get(model):
         return cached
-    by_id = ctx.store.get(model)
+    by_id = ctx.store.get(model) if shaped_like_id(model) else None  # a name costs no read
     if by_id is not None:
         return ctx.deployed.put(model, lookup.require_deployed(by_id))
     record = models.serving_record(ctx, model)

@@ -249,6 +249,14 @@ def user_id(prefix: str, deployment_id: str, suffix: str = "") -> str:
     return (prefix + deployment_id)[: 63 - len(suffix)].rstrip("-") + suffix
 
 
+ID_SHAPE = re.compile(r"[a-z0-9-]{1,40}-[0-9a-f]{12}")
+
+
+def shaped_like_id(text: str) -> bool:
+    """Whether `text` has the shape every `deployment_id` has (a slug, '-', 12 hex digits)."""
+    return ID_SHAPE.fullmatch(text) is not None
+
+
 def deployment_id(bucket: str, folder: str, fingerprint: str) -> str:
     """Deterministic id: duplicates of the same upload collapse onto one record."""
     digest = hashlib.sha256(f"gs://{bucket}/{folder}\n{fingerprint}".encode()).hexdigest()

@@ -13,6 +13,10 @@ from datetime import datetime, timedelta
 
 from modeldrop.domain.deployment import Deployment, State
 
+# a replaced revision keeps its endpoint at least this long, whatever the grace setting: longer
+# than the api reuses a model's pointer (api.context.POINTER_SECONDS)
+MIN_GRACE_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class ModelPointer:
@@ -78,14 +82,15 @@ def deployed_at(record: Deployment) -> datetime:
 def retire_due(
     record: Deployment, pointer: ModelPointer | None, now: datetime, grace_seconds: float
 ) -> bool:
-    """Whether a DEPLOYED revision that does not serve its name has had its grace period
-    (from when it stopped serving, or from its DEPLOYED time if it never served)."""
+    """Whether a DEPLOYED revision that does not serve its name has had its grace period (at
+    least MIN_GRACE_SECONDS; from when it stopped serving, or from its DEPLOYED time if it never
+    served)."""
     if record.state is not State.DEPLOYED or record.promotion_pending:
         return False
     if pointer is None or pointer.serving == record.id:
         return False
     since = max(pointer.changed_at, deployed_at(record))
-    return now - since >= timedelta(seconds=grace_seconds)
+    return now - since >= timedelta(seconds=max(grace_seconds, MIN_GRACE_SECONDS))
 
 
 def idle_seconds(record: Deployment, default: int) -> int:

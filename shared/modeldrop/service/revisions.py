@@ -4,9 +4,9 @@ The name's pointer (a document of its own, written with preconditions) says whic
 serves it. A revision reaching DEPLOYED is weighed against it (`promote`, retried by reconcile
 until done: `promotion_pending`), so two revisions reaching DEPLOYED at once still leave one
 serving. Reconcile retires a DEPLOYED revision that does not serve its name once it has had
-MODELDROP_RETIRE_AFTER_SECONDS (at once when that is 0), and undeploys one without a proxied
-request for its idle limit. A FAILED or REJECTED revision never reaches the pointer, so a bad
-upload never touches the serving one.
+MODELDROP_RETIRE_AFTER_SECONDS (at least domain.revisions.MIN_GRACE_SECONDS), and undeploys
+one without a proxied request for its idle limit. A FAILED or REJECTED revision never reaches
+the pointer, so a bad upload never touches the serving one.
 """
 
 from __future__ import annotations
@@ -52,9 +52,8 @@ def serving(ctx: Context, name: str) -> Serving:
 def promote(ctx: Context, record: Deployment) -> Deployment:
     """Weigh a DEPLOYED record whose promotion is pending: it takes its name over when it is
     newer than the serving revision (or that one no longer answers). Then its promotion is
-    done; a replaced revision is retired at once when MODELDROP_RETIRE_AFTER_SECONDS is 0.
+    done; reconcile retires the revision it replaced after the grace.
     Raises PointerContended when the pointer kept changing (the promotion stays pending)."""
-    replaced = None
     for _ in range(POINTER_TRIES):
         current = serving(ctx, record.model)
         if not revisions.takes_over(record, current.record):
@@ -63,7 +62,6 @@ def promote(ctx: Context, record: Deployment) -> Deployment:
         if pointer is current.pointer:
             break  # it serves already
         if ctx.store.put_pointer(pointer):
-            replaced = current.record
             log.info(
                 "now serving %s (was %s)",
                 record.model,
@@ -76,10 +74,7 @@ def promote(ctx: Context, record: Deployment) -> Deployment:
             f"The serving pointer of {record.model} kept changing.",
             "Reconcile weighs the revision again at its next tick.",
         )
-    done = _promotion_done(ctx, record)
-    if replaced is not None and ctx.settings.retire_after_seconds == 0:
-        _retire_if_due(ctx, replaced)
-    return done
+    return _promotion_done(ctx, record)
 
 
 def _promotion_done(ctx: Context, record: Deployment) -> Deployment:
@@ -145,9 +140,6 @@ def rollback(ctx: Context, name: str) -> ModelPointer:
         written = ctx.store.put_pointer(revisions.rolled_back(pointer, ctx.clock()))
         if written:
             log.info("rolled back to %s", written.serving, extra={"deployment_id": pointer.serving})
-            rolled_from = ctx.store.get(pointer.serving)
-            if rolled_from is not None and ctx.settings.retire_after_seconds == 0:
-                _retire_if_due(ctx, rolled_from)
             return written
     raise ActionRefused(
         f"The serving pointer of {name} kept changing meanwhile.",

@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modeldrop.domain.deployment import (
     HISTORY_LIMIT,
@@ -16,6 +18,7 @@ from modeldrop.domain.deployment import (
     advance,
     deployment_id,
     new_deployment,
+    shaped_like_id,
     snapshot,
 )
 
@@ -92,3 +95,13 @@ def test_a_transition_starts_the_claims_again_and_leases_expire():
     assert d.lease_expired(AT)  # nobody holds it
     held = replace(d, lease_expires_at=AT + timedelta(seconds=1))
     assert not held.lease_expired(AT) and held.lease_expired(AT + timedelta(seconds=1))
+
+
+@given(st.text(min_size=1, max_size=300), st.text(max_size=64))
+def test_every_deployment_id_is_shaped_like_one(folder, fingerprint):
+    assert shaped_like_id(deployment_id("b", f"models/{folder}", fingerprint))
+
+
+def test_model_names_are_not_shaped_like_ids():
+    for name in ("tiny-llama", "Qwen2.5-0.5B", "llama-ft-v2", "a" * 60, "x-0123456789ab-y"):
+        assert not shaped_like_id(name)

@@ -9,9 +9,11 @@ from fractions import Fraction
 
 import pytest
 
+from modeldrop.api.context import POINTER_SECONDS
 from modeldrop.api.usage import record_use
 from modeldrop.domain import cost
 from modeldrop.domain.deployment import ActionRefused, State
+from modeldrop.domain.revisions import MIN_GRACE_SECONDS
 from modeldrop.service import revisions
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.lifecycle import start_delete
@@ -73,10 +75,15 @@ def test_a_new_revision_serves_and_the_old_one_is_retired_after_the_grace(tmp_pa
     assert h.store.get(v2.id).state is State.DEPLOYED and serving(h) == v2.id
 
 
-def test_with_no_grace_the_replaced_revision_goes_at_once(tmp_path, model):
+def test_with_no_grace_the_replaced_revision_goes_after_the_minimum(tmp_path, model):
     h = make_harness(tmp_path, MODELDROP_RETIRE_AFTER_SECONDS="0")
     v1 = deployed(h, model)
     v2 = deployed(h, model)
+    reconcile(h.ctx)  # it answers a moment longer than any api instance reuses the pointer
+    assert h.store.get(v1.id).state is State.DEPLOYED
+    assert MIN_GRACE_SECONDS > POINTER_SECONDS
+    h.clock.advance(MIN_GRACE_SECONDS)
+    reconcile(h.ctx)
     assert h.store.get(v1.id).state is State.UNDEPLOYED
     assert list(h.deployer.endpoints) == [v2.endpoint]
 
@@ -84,7 +91,7 @@ def test_with_no_grace_the_replaced_revision_goes_at_once(tmp_path, model):
 def test_a_rejected_or_failed_revision_never_touches_the_serving_one(tmp_path, model):
     h = make_harness(tmp_path, MODELDROP_RETIRE_AFTER_SECONDS="0")
     v1 = deployed(h, model)
-    (model / "config.json").write_text("{not json")
+    (model / "config.json").write_text("{not json")  # v1 stays: nothing replaced it
     rejected = upload_all(h, model, name=NAME)[-1]
     assert rejected.state is State.REJECTED
 
@@ -111,7 +118,8 @@ def test_an_older_revision_deployed_late_does_not_take_over(tmp_path, model):
     revisions.tend(h.ctx, h.store.get("alpha-older"))
     assert serving(h) == new.id
     assert h.store.get("alpha-older").promotion_pending is False
-    reconcile(h.ctx)  # not serving, no grace: retired
+    h.clock.advance(MIN_GRACE_SECONDS)
+    reconcile(h.ctx)  # not serving, the minimum grace had: retired
     assert h.store.get("alpha-older").state is State.UNDEPLOYED
 
 
