@@ -11,6 +11,10 @@ from modeldrop.adapters.pubsub_events import PUBLISH_TIMEOUT, message_parts
 from modeldrop.api.keys import valid_id
 from modeldrop.domain.findings import excerpt
 
+# {"deployment_id": ID} with an id of at most 1,024 bytes, escaped: anything longer is not ours,
+# and is refused before it is parsed (a deeply nested document recurses in the JSON parser)
+MAX_MESSAGE_BYTES = 8 * 1024
+
 
 class PubSubWorkQueue:
     """The WorkQueue port on a Pub/Sub topic.
@@ -42,6 +46,8 @@ def read_validated(message: Any) -> str:
     Raises ValueError when the message names none.
     """
     _, data = message_parts(message)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"not a work-queue message: {len(data)} bytes: {excerpt(data)}")
     try:
         deployment_id = json.loads(data)["deployment_id"]
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
