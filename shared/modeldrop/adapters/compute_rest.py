@@ -42,12 +42,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from functools import cached_property
 from typing import Any
 
 import requests
 
-from modeldrop.adapters.vertex_rest import google_session
+from modeldrop.adapters.vertex_rest import GoogleApi
 from modeldrop.domain.findings import excerpt
 from modeldrop.service.ports import DeployError
 from modeldrop.settings import Settings
@@ -235,7 +234,7 @@ def _reference(value: str, field: str) -> str:
     return value
 
 
-class ComputeRest:
+class ComputeRest(GoogleApi):
     """Addresses, forwarding rules and region operations of Compute Engine v1, by name.
 
     The base URL is `settings.compute_api_endpoint` (MODELDROP_COMPUTE_API_ENDPOINT; locally the
@@ -243,17 +242,8 @@ class ComputeRest:
     `settings.vertex_anonymous` (the emulator)."""
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
-        host = settings.compute_api_endpoint or DEFAULT_HOST
-        host = host if "://" in host else f"https://{host}"
-        self.base = host.rstrip("/") + "/compute/v1"
-        self._given_session = session
-
-    @cached_property
-    def session(self) -> requests.Session:
-        if self._given_session is not None:
-            return self._given_session
-        return google_session(self.settings.vertex_anonymous)
+        super().__init__(settings, session)
+        self.base = (settings.compute_api_endpoint or DEFAULT_HOST).rstrip("/") + "/compute/v1"
 
     # addresses
     def insert_address(

@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 import requests
 
-from modeldrop.adapters.vertex_rest import google_session, region_of
+from modeldrop.adapters.vertex_rest import GoogleApi, region_of
 from modeldrop.domain.deployment import Deployment
 from modeldrop.domain.findings import excerpt
 from modeldrop.errors import ModeldropError
@@ -208,19 +207,12 @@ def failure(response: requests.Response) -> LogsUnavailable:
     return LogsUnavailable(said, hint)
 
 
-class CloudServingLogs:
+class CloudServingLogs(GoogleApi):
     """The ServingLogs port over Cloud Logging's entries.list."""
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, session)
         self.url = f"{settings.logging_api_endpoint or DEFAULT_HOST}/v2/entries:list"
-        self._given_session = session
-
-    @cached_property
-    def session(self) -> requests.Session:
-        if self._given_session is not None:
-            return self._given_session
-        return google_session(self.settings.vertex_anonymous)
 
     def newest(self, deployment: Deployment, limit: int) -> list[LogEntry]:
         endpoint = log_endpoint(deployment, self.settings.project)

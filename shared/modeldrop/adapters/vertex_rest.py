@@ -47,6 +47,21 @@ def google_session(anonymous: bool) -> requests.Session:
     return AuthorizedSession(credentials)
 
 
+class GoogleApi:
+    """Base of the REST clients: the session given (tests), else one made on first use with
+    Google credentials, or anonymous for the emulator (`settings.vertex_anonymous`)."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self._given_session = session
+
+    @cached_property
+    def session(self) -> requests.Session:
+        if self._given_session is not None:
+            return self._given_session
+        return google_session(self.settings.vertex_anonymous)
+
+
 class VertexRest:
     """JSON over HTTP to `{api endpoint}/v1beta1/...` with Google credentials (or none), on the
     host of `region` (default the settings' region)."""
