@@ -46,6 +46,13 @@ def options() -> argparse.ArgumentParser:
     return common
 
 
+def adder(
+    commands: argparse._SubParsersAction, parent: argparse.ArgumentParser
+) -> Callable[[str, str, Command], argparse.ArgumentParser]:
+    """`subcommand` bound to one parser's commands and the shared options."""
+    return lambda name, text, run: subcommand(commands, parent, name, text, run)
+
+
 def subcommand(
     commands: argparse._SubParsersAction,
     parent: argparse.ArgumentParser,

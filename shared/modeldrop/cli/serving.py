@@ -136,8 +136,7 @@ def _ui(args: argparse.Namespace, api: ApiClient) -> int:
 
 
 def add(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    def command(name: str, text: str, run: common.Command) -> argparse.ArgumentParser:
-        return common.subcommand(commands, parent, name, text, run)
+    command = common.adder(commands, parent)
 
     logs = command(
         "logs",
