@@ -55,15 +55,31 @@ def wait_deployment(stack: Any, deployment_id: str, state: str, timeout: float =
 
 
 def new_revision(stack: Any, folder, name: str, previous_id: str) -> dict:
-    """Upload one file again (a new generation: a new revision) and wait for it to settle."""
+    """Upload one file again (a new generation: a new revision) and wait for it to settle; a
+    DEPLOYED one also for its promotion (its own write, just after DEPLOYED is recorded)."""
     upload(stack, folder, name, order=["config.json"])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         body = wait_state(stack, name, timeout=120)
         if body["id"] != previous_id:
+            if body["state"] == "DEPLOYED":
+                wait_serving(stack, name, body["id"])
             return body
         time.sleep(0.3)
     raise TimeoutError(f"no new revision of {name}")
+
+
+def wait_serving(stack: Any, name: str, deployment_id: str, timeout: float = 10) -> None:
+    """Wait until the name's pointer names the deployment (the status read also refreshes the
+    api's reused pointer, POINTER_SECONDS, so the next named request goes there)."""
+    deadline = time.monotonic() + timeout
+    serving = None
+    while time.monotonic() < deadline:
+        serving = api(stack, "GET", f"/v1/models/{name}").json().get("serving")
+        if serving == deployment_id:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} still serves {serving}, not {deployment_id}")
 
 
 def deployed(stack: Any, tmp_path, name: str, yaml: str = "") -> tuple[Any, dict]:

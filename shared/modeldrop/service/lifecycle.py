@@ -16,11 +16,10 @@ from modeldrop.domain.deployment import (
     advance,
     update,
 )
-from modeldrop.service import placement, private_link, revisions, smoke, undeploy
+from modeldrop.service import placement, private_link, revisions, smoke, teardown, undeploy
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
 from modeldrop.service.records import commit, hand_over
-from modeldrop.service.serving_log import failure_logs
 
 log = logs.get("lifecycle")
 MAX_DEPLOY_TIME = timedelta(hours=3)
@@ -36,9 +35,10 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
     A record with an endpoint but no operation (a crash-retry found its endpoint there) gets the
     Deploy operation Vertex AI lists for it, so a failed deploy ends at once.
 
-    A Vertex AI error while looking ends the record FAILED when it is permanent, or when it has
-    lasted past MAX_DEPLOY_TIME; a passing one (or an answer that cannot be read) is raised, to
-    be looked at again next tick."""
+    A Vertex AI error while looking (or while connecting a private endpoint) ends the record
+    FAILED when it is permanent, or when it has lasted past MAX_DEPLOY_TIME, its endpoint
+    deleted first (service.teardown); a passing one (or an answer that cannot be read) is
+    raised, to be looked at again next tick."""
     try:
         return _poll(ctx, record)
     except Exception as caught:  # an answer we cannot read is passing, until the deploy time ends
@@ -47,10 +47,9 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
             if exc is caught:
                 raise
             raise exc from caught
-        failed = advance(
-            record, State.FAILED, ctx.clock(), exc.code, error=exc.as_dict(), lease_expires_at=None
-        )
-        return commit(ctx, failed)
+        if teardown.failing(record):  # deleting its endpoint failed for good
+            return _endpoint_left(ctx, record, exc.message)
+        return teardown.fail(ctx, record, exc.as_dict())
 
 
 def _unreadable(exc: Exception) -> DeployError:
@@ -69,8 +68,8 @@ def _poll(ctx: Context, record: Deployment) -> Deployment | None:
         if cleared is record:  # its model is still being undeployed
             return _timeout(ctx, record)
         return _next_attempt(ctx, cleared)
-    if smoke.failed(record):
-        cleaned = smoke.clean_up(ctx, record)
+    if teardown.failing(record):
+        cleaned = teardown.step(ctx, record)
         return _timeout(ctx, record) if cleaned is record else cleaned
     if record.endpoint and not record.operation:
         found = ctx.deployer.find_deploy_operation(record)
@@ -130,13 +129,29 @@ def _next_attempt(ctx: Context, record: Deployment | None) -> Deployment | None:
 def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
     if ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
         return None
+    if teardown.failing(record):
+        return _endpoint_left(ctx, record, f"it was still there after {MAX_DEPLOY_TIME}")
     error = DeployError(
         f"The deploy did not finish within {MAX_DEPLOY_TIME}.",
-        "Check the endpoint in the Vertex AI console; delete the deployment to stop costs.",
+        "Its endpoint is deleted; read error.logs, then upload the folder again.",
         code="DEPLOY_TIMEOUT",
     )
-    details = {**error.as_dict(), "logs": failure_logs(ctx, record)}
-    return commit(ctx, advance(record, State.FAILED, ctx.clock(), error.code, error=details))
+    return teardown.fail(ctx, record, error.as_dict())
+
+
+def _endpoint_left(ctx: Context, record: Deployment, why: str) -> Deployment | None:
+    """FAILED while the endpoint of its failed attempt may still be there (DELETE retries)."""
+    cause = (record.error or {}).get("code", "an error")
+    error = DeployError(
+        f"The deploy failed ({cause}) and its endpoint could not be deleted: {why}.",
+        "Delete the deployment (DELETE /v1/deployments/{id}) to try again, or delete the "
+        "endpoint in the Vertex AI console: it may still bill.",
+        code="ENDPOINT_NOT_DELETED",
+    )
+    failed = advance(
+        record, State.FAILED, ctx.clock(), error.code, error=error.as_dict(), lease_expires_at=None
+    )
+    return commit(ctx, failed)
 
 
 def start_delete(ctx: Context, record: Deployment) -> Deployment | None:

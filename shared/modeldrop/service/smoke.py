@@ -20,12 +20,11 @@ from modeldrop.domain import smoke
 from modeldrop.domain.deployment import Deployment, State, advance, update
 from modeldrop.domain.findings import excerpt
 from modeldrop.errors import ModeldropError
-from modeldrop.service import private_link
+from modeldrop.service import teardown
 from modeldrop.service.context import Context, describe
-from modeldrop.service.placement import attempt_entry, landed
+from modeldrop.service.placement import landed
 from modeldrop.service.ports import EndpointInfo, UpstreamError, UpstreamUnreachable
 from modeldrop.service.records import commit
-from modeldrop.service.serving_log import failure_logs
 
 log = logs.get("smoke")
 WARMUP = timedelta(minutes=10)  # transient errors are retried this long after the first try
@@ -36,12 +35,6 @@ def due(record: Deployment, now: datetime) -> bool:
     """Whether the smoke test should run now: never run, or a try whose claim has lapsed."""
     test = record.smoke_test
     return test is None or (test.get("passed") is None and record.lease_expired(now))
-
-
-def failed(record: Deployment) -> bool:
-    """Whether the record is deleting the endpoint of a failed smoke test (then FAILED)."""
-    test = record.smoke_test or {}
-    return record.state is State.DEPLOYING and test.get("passed") is False
 
 
 def run(ctx: Context, record: Deployment, info: EndpointInfo) -> Deployment | None:
@@ -117,24 +110,6 @@ def run(ctx: Context, record: Deployment, info: EndpointInfo) -> Deployment | No
     return commit(ctx, deployed)
 
 
-def clean_up(ctx: Context, record: Deployment) -> Deployment | None:
-    """One step of deleting the endpoint of a failed smoke test; FAILED once it is gone."""
-    if record.endpoint and not private_link.remove_endpoint(ctx, record, record.endpoint):
-        return record
-    error = record.error or {"code": "SMOKE_TEST_FAILED", "message": "", "hint": ""}
-    ended = advance(
-        record,
-        State.FAILED,
-        ctx.clock(),
-        str(error.get("code", "SMOKE_TEST_FAILED")),
-        endpoint=None,
-        endpoint_dns=None,
-        deployed_model_id=None,
-        lease_expires_at=None,
-    )
-    return commit(ctx, ended)
-
-
 def _fail(
     ctx: Context,
     record: Deployment,
@@ -164,19 +139,8 @@ def _fail(
         "the folder again.",
         code="SMOKE_TEST_FAILED",
     )
-    details: dict[str, Any] = {**error.as_dict(), "logs": failure_logs(ctx, record)}
-    entry = attempt_entry(record, "error", now, details)
     log.warning("smoke test failed: %s", why, extra=_of(record))
-    failing = update(
-        record,
-        now,
-        smoke_test=test,
-        error=details,
-        attempts=(*record.attempts, entry),
-        lease_expires_at=None,
-    )
-    written = commit(ctx, failing)
-    return clean_up(ctx, written) if written else None
+    return teardown.fail(ctx, record, error.as_dict(), smoke_test=test)
 
 
 def _has_chat_template(record: Deployment) -> bool:

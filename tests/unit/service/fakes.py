@@ -144,6 +144,7 @@ class FakeDeployer:
     recommendations: dict[str, list[Recommendation]] = field(default_factory=dict)
     recommend_calls: list[tuple[str, str]] = field(default_factory=list)  # (gcs_uri, region)
     private: bool = False  # endpoints come up private (a service attachment, no public DNS)
+    undeploy_failures: list[DeployError] = field(default_factory=list)  # raised by undeploy
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
         self.deploy_calls.append(deployment.id)
@@ -198,6 +199,8 @@ class FakeDeployer:
         self.labels[endpoint] = labels
 
     def undeploy(self, endpoint: str) -> bool:
+        if self.undeploy_failures:
+            raise self.undeploy_failures.pop(0)
         self.endpoints.pop(endpoint, None)
         return True
 
@@ -221,6 +224,7 @@ class FakePrivateNetwork:
     rules: dict[str, dict] = field(default_factory=dict)  # rule name: {address, target, polls}
     addresses: dict[str, str] = field(default_factory=dict)  # address name: ip
     calls: list[tuple[str, str]] = field(default_factory=list)  # (connect|disconnect, rule)
+    refusal: DeployError | None = None  # raised instead of making the rule (after the address)
 
     def connect(self, deployment: Deployment, endpoint: str, service_attachment: str):
         address, rule = resource_names(deployment)
@@ -228,6 +232,8 @@ class FakePrivateNetwork:
         if address not in self.addresses:
             self.addresses[address] = f"10.0.0.{len(self.addresses) + 2}"
             return None
+        if self.refusal:
+            raise self.refusal
         entry = self.rules.setdefault(rule, {"address": address, "target": service_attachment})
         entry["polls"] = entry.get("polls", -1) + 1
         if entry["polls"] < self.ready_after:

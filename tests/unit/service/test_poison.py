@@ -15,7 +15,7 @@ from modeldrop.domain.findings import Verdict, warning
 from modeldrop.errors import AccessError
 from modeldrop.service import validate
 from modeldrop.service.deploy import on_validated
-from modeldrop.service.lifecycle import MAX_DEPLOY_TIME
+from modeldrop.service.lifecycle import MAX_DEPLOY_TIME, start_delete
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.validate import on_object_finalized
@@ -155,6 +155,39 @@ def test_a_permanent_error_watching_a_deploy_ends_failed(h, model):
     reconcile(h.ctx)
     failed = h.store.get(record.id)
     assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_DENIED"
+    assert failed.endpoint is None and h.deployer.endpoints == {}  # nothing left billing
+
+
+def test_a_deploy_that_never_finishes_ends_failed_with_its_endpoint_deleted(h, model):
+    record = upload_all(h, model)[-1]
+    on_validated(h.ctx, record.id)
+    assert len(h.deployer.endpoints) == 1  # made by the deploy, its operation still running
+    h.clock.advance(MAX_DEPLOY_TIME.total_seconds() + 1)
+    reconcile(h.ctx)
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "DEPLOY_TIMEOUT"
+    assert failed.attempts[-1]["outcome"] == "error" and h.deployer.endpoints == {}
+
+
+def test_an_endpoint_that_cannot_be_deleted_ends_failed_saying_so(h, model):
+    record = upload_all(h, model)[-1]
+    on_validated(h.ctx, record.id)
+    denied = DeployError("Permission denied on the operation", "Grant the role.", "VERTEX_DENIED")
+    busy = DeployError("Vertex AI answered UNAVAILABLE", "Retried.", "VERTEX_UNAVAILABLE", True)
+    h.deployer.poll_failures = [denied]
+    h.deployer.undeploy_failures = [busy] * 3
+    assert record.id in reconcile(h.ctx).errors  # failed; deleting its endpoint goes on
+    assert record.id in reconcile(h.ctx).errors
+    failing = h.store.get(record.id)
+    assert failing.state is State.DEPLOYING and failing.error["code"] == "VERTEX_DENIED"
+    h.clock.advance(MAX_DEPLOY_TIME.total_seconds() + 1)
+    reconcile(h.ctx)
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "ENDPOINT_NOT_DELETED"
+    assert "VERTEX_DENIED" in failed.error["message"] and "bill" in failed.error["hint"]
+    assert len(h.deployer.endpoints) == 1
+    start_delete(h.ctx, failed)  # DELETE takes it down
+    assert h.store.get(record.id).state is State.UNDEPLOYED and h.deployer.endpoints == {}
 
 
 def test_a_passing_error_watching_a_deploy_is_retried_until_the_deploy_time_is_up(h, model):

@@ -9,6 +9,7 @@ import pytest
 from modeldrop.domain.deployment import State
 from modeldrop.service.deploy import on_validated
 from modeldrop.service.lifecycle import start_delete
+from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from tests.fixtures.model_folders import write_valid
 from tests.fixtures.uploads import upload_all
@@ -95,3 +96,26 @@ def test_a_private_deployment_stays_in_the_apis_region(tmp_path, private_folder)
         "europe-west4",
         "us-central1",
     }
+
+
+def test_a_refused_private_connection_deletes_its_address_and_the_endpoint(
+    tmp_path, private_folder
+):
+    h = make_harness(tmp_path, **NETWORK)
+    h.deployer.private = True
+    h.network.refusal = DeployError(
+        "Compute Engine refused the forwarding rule: quota exceeded.",
+        "Raise the quota.",
+        code="COMPUTE_QUOTA",
+    )
+    record = upload_all(h, private_folder, name="secret")[-1]
+    on_validated(h.ctx, record.id)
+    h.deployer.finish()
+    reconcile(h.ctx)  # the address is reserved
+    assert len(h.network.addresses) == 1 and h.deployer.endpoints
+    reconcile(h.ctx)  # the rule is refused: the attempt ends, its resources go
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "COMPUTE_QUOTA"
+    assert failed.attempts[-1]["outcome"] == "error" and failed.endpoint is None
+    assert h.network.addresses == {} and h.network.rules == {}
+    assert h.deployer.endpoints == {} and h.endpoints.calls == []  # no smoke test
