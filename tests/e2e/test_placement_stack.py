@@ -85,7 +85,8 @@ def test_spot_prefer_falls_back_to_on_demand_and_spot_only_does_not(capacity_sta
     placing("spot-only", f"placement: {{{limits}, spot: only}}\n", table)
     only = wait_state(capacity_stack, "spot-only", timeout=120)
     assert only["state"] == "FAILED" and only["error"]["code"] == "NO_CAPACITY"
-    assert tried(only) == [("us-central1", True, "stockout")]
+    attempts = tried(only)  # every L4 machine under the cap on Spot, none on demand
+    assert attempts and set(attempts) == {("us-central1", True, "stockout")}
     assert endpoints_of(capacity_stack, only["id"]) == []
 
 

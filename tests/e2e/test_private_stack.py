@@ -85,3 +85,23 @@ def test_a_private_folder_without_network_settings_is_rejected(placing, capacity
     finding = next(f for f in body["findings"] if f["code"] == "PRIVATE_NETWORK_MISSING")
     assert "MODELDROP_PSC_NETWORK" in finding["message"]
     assert body["error"]["code"] == "PRIVATE_NETWORK_MISSING" and body["error"]["hint"]
+
+
+def test_a_refused_private_connection_leaves_nothing_behind(private_stack, tmp_path):
+    """Compute Engine refusing the PSC endpoint (403 on its first call) ends the deploy FAILED
+    with the attempt's address, rule and Vertex AI endpoint deleted: nothing left billing."""
+    vertex(private_stack, "POST", "/emulator/faults", {"status": 403, "routes": ["compute"]})
+    try:
+        folder = write_valid(tmp_path / "refused")
+        (folder / "modeldrop.yaml").write_text(PRIVATE)
+        upload(private_stack, folder, "refused")
+        body = wait_state(private_stack, "refused", timeout=120)
+    finally:
+        vertex(private_stack, "DELETE", "/emulator/faults")
+    assert body["state"] == "FAILED", body
+    assert body["error"]["code"] == "COMPUTE_PERMISSION_DENIED"
+    assert "permission" in body["error"]["message"] and body["error"]["hint"]
+    assert body["attempts"][-1]["outcome"] == "error" and body["endpoint"] is None
+    assert psc_state(private_stack) == ([], [])
+    endpoints = vertex(private_stack, "GET", "/emulator/state")["endpoints"]
+    assert not [e for e in endpoints if body["id"] in e["name"]]

@@ -1,7 +1,7 @@
 """What a deployment costs: its hourly estimate and what it has accrued (pure: times passed in).
 
-Estimates only: the catalog's us-central1 on-demand prices (spot placements use the same
-estimate; the catalog has no Spot prices) times the replicas that run. A deployment holds its
+Estimates only: the catalog's us-central1 on-demand prices (spot placements use the catalog's
+Spot estimate, spot_usd_per_hour) times the replicas that run. A deployment holds its
 machine from its first DEPLOYING transition until it is UNDEPLOYED, or until it FAILED without
 having been DEPLOYED (a failed deploy attempt's endpoint is deleted), once per deploy round (a
 redeploy starts another). Exact arithmetic
@@ -16,8 +16,8 @@ from fractions import Fraction
 from modeldrop.domain.deployment import Deployment, State
 
 ESTIMATE_NOTE = (
-    "Estimates from the catalog's us-central1 on-demand prices (Spot uses the same estimate) "
-    "times the minimum replicas; Google Cloud bills the real figures."
+    "Estimates from the catalog's us-central1 on-demand prices (Spot placements use the "
+    "catalog's Spot estimate) times the minimum replicas; Google Cloud bills the real figures."
 )
 RUNNING = (State.DEPLOYING, State.DEPLOYED, State.UNDEPLOYING)
 

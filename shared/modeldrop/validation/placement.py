@@ -1,10 +1,10 @@
 """Placement candidates: every machine that fits the model, in every allowed region, cheapest
-first, then in the order of the regions.
+(on demand) first, then in the order of the regions.
 
 Allowed regions come from the operator (MODELDROP_REGIONS); a folder's modeldrop.yaml
 `placement` block only narrows them, its accelerator types and its price: a region it names that
 the operator does not allow is ignored, so the ladder may be empty. Prices are the catalog's
-us-central1 estimates, used for every region.
+us-central1 estimates, used for every region: usd_per_hour on demand, spot_usd_per_hour on Spot.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def candidates(
     """The ladder of candidates to try, first one first (empty when nothing fits or is allowed).
 
     A pinned machine spec is the only machine type, still tried in every allowed region; the
-    placement filters apply to it too.
+    placement filters apply to it too. A spot candidate's price is the machine's
+    spot_usd_per_hour, an on-demand one's its usd_per_hour.
     """
     wanted = placement_overrides.get("regions")
     allowed = [r for r in regions if wanted is None or r in wanted]
@@ -89,21 +90,27 @@ def candidates(
     max_usd = placement_overrides.get("max_hourly_usd")
     spot = placement_overrides.get("spot", "never")
     variants = {"never": (False,), "prefer": (True, False), "only": (True,)}[spot]
+    cap = None if max_usd is None else exact(max_usd)
     ladder = []
     for order, machine in enumerate(machines_catalog["machines"]):
         spec = spec_of(machine)
-        price = exact(machine["usd_per_hour"])
         if (
             (pinned_spec is not None and spec != pinned_spec)
             or (accelerators is not None and spec.accelerator_type not in accelerators)
-            or (max_usd is not None and price > exact(max_usd))
             or not fit(machine, weight_bytes, heads, machines_catalog).fits
         ):
             continue
+        on_demand = exact(machine["usd_per_hour"])
+        prices = {False: on_demand, True: exact(machine["spot_usd_per_hour"])}
         for rank, region in enumerate(allowed):
             for variant in variants:
-                # The catalog has on-demand prices only (us-central1): a spot variant keeps the
-                # on-demand estimate, so it orders right before its on-demand twin.
-                key = (price, rank, order, not variant)
+                # Each variant is priced (and capped by max_hourly_usd) at its own catalog
+                # estimate, spot_usd_per_hour or usd_per_hour, so a spot variant under the cap
+                # stays when its on-demand twin is over it. The order is by the on-demand price,
+                # whatever the variant: a spot variant comes right before its on-demand twin.
+                price = prices[variant]
+                if cap is not None and price > cap:
+                    continue
+                key = (on_demand, rank, order, not variant)
                 ladder.append((key, Candidate(region, spec, variant, price)))
     return [candidate for _, candidate in sorted(ladder, key=lambda item: item[0])]

@@ -18,6 +18,7 @@ from tests.unit.service.fakes import make_harness
 
 app = Flask(__name__)
 L4 = Fraction("0.8129")  # g2-standard-4, the cheapest fitting candidate
+L4_SPOT = Fraction("0.3241")  # g2-standard-4 on Spot: the catalog's spot_usd_per_hour
 
 
 def call(h, method, path):
@@ -84,3 +85,19 @@ def test_costs_lists_the_running_deployments_and_their_totals(tmp_path):
     assert rows["alpha"]["accrued_usd"] == 0.8129 and rows["alpha"]["state"] == "DEPLOYED"
     assert body["total_hourly_usd"] == round(float(4 * L4), 4)
     assert body["total_accrued_usd"] == round(float(4 * L4), 4)
+
+
+def test_a_spot_placement_costs_the_catalogs_spot_estimate(tmp_path):
+    h = make_harness(tmp_path)
+    spot = deployed(h, tmp_path, "alpha", "replicas: {min: 2, max: 2}\nplacement: {spot: only}\n")
+    assert spot.placement["spot"] is True and spot.placement["hourly_usd"] == 0.3241
+    assert cost.hourly_usd(spot) == 2 * L4_SPOT  # not the on-demand 2 x 0.8129
+    on_demand = deployed(h, tmp_path, "beta")
+    h.clock.advance(1800)
+    assert cost.accrued_usd(spot, h.clock()) == L4_SPOT  # half an hour of two replicas
+    _, body = call(h, "GET", "/v1/costs")
+    rows = {row["model"]: row for row in body["deployments"]}
+    assert rows["alpha"]["hourly_usd"] == round(float(2 * L4_SPOT), 4)
+    assert rows["beta"]["id"] == on_demand.id and rows["beta"]["hourly_usd"] == 0.8129
+    assert body["total_hourly_usd"] == round(float(2 * L4_SPOT + L4), 4)
+    assert "Spot placements use the catalog's Spot estimate" in body["estimate"]

@@ -196,7 +196,11 @@ def test_nothing_within_the_limits_fails_no_capacity_naming_the_limits(h2, model
     ],
 )
 def test_spot_prefer_falls_back_to_on_demand_and_only_does_not(h, model, mode, expected):
-    yaml = f"placement: {{max_hourly_usd: 0.9, spot: {mode}}}\n"
+    # g2-standard-4 pinned: on Spot the bigger L4 machines are under the cap too (tried next)
+    yaml = (
+        "machine_spec: {machine_type: g2-standard-4, accelerator_type: NVIDIA_L4, "
+        f"accelerator_count: 1}}\nplacement: {{max_hourly_usd: 0.9, spot: {mode}}}\n"
+    )
     region = h.ctx.settings.region
     record = on_validated(h.ctx, validated(h, model, yaml).id)
     assert record.placement["spot"] is True

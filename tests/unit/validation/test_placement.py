@@ -1,4 +1,5 @@
-"""Placement candidates: what fits, where it may go, cheapest first, then by region order."""
+"""Placement candidates: what fits, where it may go, cheapest (on demand) first, then by region
+order; spot variants at their Spot price."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ CATALOG = {
     "accelerators": {"SMALL": {"memory_gib": 20}, "BIG": {"memory_gib": 80}},
     "machines": [
         {"machine_type": "s-1", "accelerator_type": "SMALL", "accelerator_count": 1,
-         "usd_per_hour": 1.0},
+         "usd_per_hour": 1.0, "spot_usd_per_hour": 0.4},
         {"machine_type": "b-1", "accelerator_type": "BIG", "accelerator_count": 1,
-         "usd_per_hour": 3.0},
+         "usd_per_hour": 3.0, "spot_usd_per_hour": 0.5},  # on Spot cheaper than s-2 on Spot
         {"machine_type": "s-2", "accelerator_type": "SMALL", "accelerator_count": 2,
-         "usd_per_hour": 2.0},
+         "usd_per_hour": 2.0, "spot_usd_per_hour": 0.9},
     ],
 }  # fmt: skip
 REGIONS = ("us-central1", "europe-west4")
@@ -91,6 +92,7 @@ def test_accelerators_filter_and_max_price():
 
 
 def test_spot_prefer_puts_each_spot_variant_before_its_on_demand_one():
+    # ordered by the on-demand price: b-1 comes last although on Spot it is cheaper than s-2
     assert ladder(regions=["us-central1"], placement={"spot": "prefer"}) == [
         ("us-central1", "s-1", True),
         ("us-central1", "s-1", False),
@@ -99,6 +101,65 @@ def test_spot_prefer_puts_each_spot_variant_before_its_on_demand_one():
         ("us-central1", "b-1", True),
         ("us-central1", "b-1", False),
     ]
+    assert ladder(placement={"spot": "prefer"})[:4] == [
+        ("us-central1", "s-1", True),
+        ("us-central1", "s-1", False),
+        ("europe-west4", "s-1", True),
+        ("europe-west4", "s-1", False),
+    ]
+
+
+def test_a_spot_variant_is_priced_at_the_spot_estimate():
+    found = candidates(SMALL_MODEL, None, CATALOG, ["us-central1"], {"spot": "prefer"})
+    prices = {(c.machine_spec.machine_type, c.spot): c.hourly_usd for c in found}
+    assert prices == {
+        ("s-1", True): Fraction("0.4"),  # the decimal written, exactly
+        ("s-1", False): Fraction(1),
+        ("s-2", True): Fraction("0.9"),
+        ("s-2", False): Fraction(2),
+        ("b-1", True): Fraction("0.5"),
+        ("b-1", False): Fraction(3),
+    }
+    assert found[0].as_dict()["hourly_usd"] == 0.4 and found[0].as_dict()["spot"] is True
+
+
+def test_max_price_caps_each_variant_at_its_own_price():
+    # a spot variant under the cap stays when its on-demand twin is over it
+    assert ladder(regions=["us-central1"], placement={"spot": "prefer", "max_hourly_usd": 2}) == [
+        ("us-central1", "s-1", True),
+        ("us-central1", "s-1", False),
+        ("us-central1", "s-2", True),
+        ("us-central1", "s-2", False),  # 2.0: the cap is inclusive
+        ("us-central1", "b-1", True),  # 0.5 on Spot; 3.0 on demand is over the cap
+    ]
+    assert ladder(placement={"spot": "prefer", "max_hourly_usd": 0.5}) == [
+        ("us-central1", "s-1", True),
+        ("europe-west4", "s-1", True),
+        ("us-central1", "b-1", True),
+        ("europe-west4", "b-1", True),
+    ]
+    assert ladder(regions=["us-central1"], placement={"spot": "only", "max_hourly_usd": 0.45}) == [
+        ("us-central1", "s-1", True)
+    ]
+    assert ladder(placement={"spot": "never", "max_hourly_usd": 0.5}) == []
+    assert ladder(placement={"spot": "only", "max_hourly_usd": 0.3}) == []
+
+
+def test_every_catalog_machine_has_a_spot_price_no_higher_than_on_demand():
+    for machine in machine_catalog()["machines"]:
+        spot, on_demand = machine["spot_usd_per_hour"], machine["usd_per_hour"]
+        assert isinstance(spot, float) and 0 < spot <= on_demand, machine["machine_type"]
+        assert round(spot, 4) == spot, machine["machine_type"]  # 4 decimals, like usd_per_hour
+        assert "Spot" in machine["price_note"], machine["machine_type"]  # how it was derived
+    real = candidates(SMALL_MODEL, None, machine_catalog(), ["us-central1"], {"spot": "prefer"})
+    first, twin = real[:2]
+    assert (first.machine_spec, first.spot, twin.machine_spec, twin.spot) == (
+        MachineSpec("g2-standard-4", "NVIDIA_L4", 1),
+        True,
+        MachineSpec("g2-standard-4", "NVIDIA_L4", 1),
+        False,
+    )
+    assert (first.hourly_usd, twin.hourly_usd) == (Fraction("0.3241"), Fraction("0.8129"))
 
 
 @pytest.mark.parametrize(("mode", "spots"), [("only", {True}), ("never", {False})])
@@ -134,10 +195,15 @@ def test_validate_prints_the_ladder(tmp_path, capsys):
     assert main(["validate", str(root), "--regions", "us-east4,europe-west4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     ladder_lines = lines[lines.index(next(x for x in lines if "candidates" in x)) + 1 :]
-    assert len(ladder_lines) == 8  # g2-standard-4 and -8, two regions, spot then on demand
+    # g2-standard-4 and -8 in two regions, spot then on demand; then the L4 machines over
+    # $1.0/h on demand but under it on Spot (g2-standard-12, -16, -32, -24), spot only
+    assert len(ladder_lines) == 16
     assert "us-east4" in ladder_lines[0] and "g2-standard-4" in ladder_lines[0]
     assert "spot" in ladder_lines[0] and "on-demand" in ladder_lines[1]
+    assert "~$0.32/h" in ladder_lines[0] and "~$0.81/h" in ladder_lines[1]
     assert "europe-west4" in ladder_lines[2] and "g2-standard-8" in ladder_lines[4]
+    assert all("spot" in line for line in ladder_lines[8:])
+    assert "g2-standard-12" in ladder_lines[8] and "g2-standard-24" in ladder_lines[15]
 
     assert main(["validate", str(root), "--json", "--regions", "us-east4"]) == 0
     body = json.loads(capsys.readouterr().out)
@@ -150,7 +216,7 @@ def test_validate_prints_the_ladder(tmp_path, capsys):
             "accelerator_count": 1,
         },
         "spot": True,
-        "hourly_usd": 0.8129,
+        "hourly_usd": 0.3241,  # g2-standard-4 on Spot
     }
 
 

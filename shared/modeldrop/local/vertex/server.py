@@ -44,6 +44,20 @@ OPS = "<any(ui, v1beta1, v1):api>"
 EP = f"/{API}/{LOC}/endpoints/<endpoint>"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 GCE = "/compute/v1/projects/<project>/regions/<region>"
+# Compute Engine routes the emulator answers: (HTTP method, path under GCE, collection, method,
+# Compute's handler). insert takes the JSON body; list takes no filter; the others a name.
+COMPUTE_ROUTES = (
+    ("POST", "/addresses", "addresses", "insert", "insert_address"),
+    ("GET", "/addresses", "addresses", "list", "list_addresses"),
+    ("GET", "/addresses/<name>", "addresses", "get", "get_address"),
+    ("DELETE", "/addresses/<name>", "addresses", "delete", "delete_address"),
+    ("POST", "/forwardingRules", "forwardingRules", "insert", "insert_forwarding_rule"),
+    ("GET", "/forwardingRules", "forwardingRules", "list", "list_forwarding_rules"),
+    ("GET", "/forwardingRules/<name>", "forwardingRules", "get", "get_forwarding_rule"),
+    ("DELETE", "/forwardingRules/<name>", "forwardingRules", "delete", "delete_forwarding_rule"),
+    ("GET", "/operations/<name>", "operations", "get", "get_operation"),
+    ("POST", "/operations/<name>/wait", "operations", "wait", "wait_operation"),
+)
 
 
 def create_app(
@@ -175,65 +189,32 @@ def create_app(
         return control.logs.list_entries(body)
 
     # Compute Engine v1: Private Service Connect endpoints (addresses, forwarding rules)
-    def compute_call(collection: str, method: str, project: str, region: str, name: str) -> None:
-        resource = f"projects/{project}/regions/{region}/{collection}" + (
-            f"/{name}" if name else ""
+    def compute_view(collection: str, method: str, handler: str) -> Any:
+        call = getattr(compute, handler)
+
+        def view(project: str, region: str, name: str = "") -> Any:
+            resource = f"projects/{project}/regions/{region}/{collection}" + (
+                f"/{name}" if name else ""
+            )
+            status = faults.status_for("compute", resource)
+            if isinstance(status, int):
+                raise compute_fault(status, collection, method, resource)
+            if method == "insert":
+                return call(project, region, _compute_body())
+            if method == "list":
+                _no_filter()
+                return call(project, region)
+            return call(project, region, name)
+
+        return view
+
+    for verb, path, collection, method, handler in COMPUTE_ROUTES:
+        app.add_url_rule(
+            f"{GCE}{path}",
+            endpoint=f"compute_{handler}",
+            view_func=compute_view(collection, method, handler),
+            methods=[verb],
         )
-        status = faults.status_for("compute", resource)
-        if isinstance(status, int):
-            raise compute_fault(status, collection, method, resource)
-
-    @app.post(f"{GCE}/addresses")
-    def insert_address(project: str, region: str) -> Any:
-        compute_call("addresses", "insert", project, region, "")
-        return compute.insert_address(project, region, _compute_body())
-
-    @app.get(f"{GCE}/addresses")
-    def list_addresses(project: str, region: str) -> Any:
-        compute_call("addresses", "list", project, region, "")
-        _no_filter()
-        return compute.list_addresses(project, region)
-
-    @app.get(f"{GCE}/addresses/<name>")
-    def get_address(project: str, region: str, name: str) -> Any:
-        compute_call("addresses", "get", project, region, name)
-        return compute.get_address(project, region, name)
-
-    @app.delete(f"{GCE}/addresses/<name>")
-    def delete_address(project: str, region: str, name: str) -> Any:
-        compute_call("addresses", "delete", project, region, name)
-        return compute.delete_address(project, region, name)
-
-    @app.post(f"{GCE}/forwardingRules")
-    def insert_forwarding_rule(project: str, region: str) -> Any:
-        compute_call("forwardingRules", "insert", project, region, "")
-        return compute.insert_forwarding_rule(project, region, _compute_body())
-
-    @app.get(f"{GCE}/forwardingRules")
-    def list_forwarding_rules(project: str, region: str) -> Any:
-        compute_call("forwardingRules", "list", project, region, "")
-        _no_filter()
-        return compute.list_forwarding_rules(project, region)
-
-    @app.get(f"{GCE}/forwardingRules/<name>")
-    def get_forwarding_rule(project: str, region: str, name: str) -> Any:
-        compute_call("forwardingRules", "get", project, region, name)
-        return compute.get_forwarding_rule(project, region, name)
-
-    @app.delete(f"{GCE}/forwardingRules/<name>")
-    def delete_forwarding_rule(project: str, region: str, name: str) -> Any:
-        compute_call("forwardingRules", "delete", project, region, name)
-        return compute.delete_forwarding_rule(project, region, name)
-
-    @app.get(f"{GCE}/operations/<name>")
-    def get_compute_operation(project: str, region: str, name: str) -> Any:
-        compute_call("operations", "get", project, region, name)
-        return compute.get_operation(project, region, name)
-
-    @app.post(f"{GCE}/operations/<name>/wait")
-    def wait_compute_operation(project: str, region: str, name: str) -> Any:
-        compute_call("operations", "wait", project, region, name)
-        return compute.wait_operation(project, region, name)
 
     # admin
     @app.get("/")
