@@ -19,7 +19,10 @@ from modeldrop.api.keys import MAX_BYTES, valid_name
 from modeldrop.domain.deployment import Deployment, State, advance, new_deployment, update
 from modeldrop.errors import UsageError
 from modeldrop.service import revisions
+from modeldrop.service.deploy import on_validated
 from modeldrop.service.ports import RecordTooLarge
+from tests.fixtures.model_folders import write_valid
+from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import make_harness
 
 T0 = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
@@ -135,6 +138,7 @@ def full_deployment() -> Deployment:
         },
         placement={"attempt": 2, **PLACED},
         promotion_pending=True,
+        budget_hold="8129/10000",
         last_used_at=T0 + timedelta(minutes=9),
         deploy_round=2,
         private_endpoint={
@@ -492,3 +496,25 @@ def test_revisions_reaching_deployed_at_once_leave_exactly_one_serving(
     assert pointer is not None and pointer.serving == ids[-1]
     assert pointer.previous is None or pointer.previous in ids[:-1]
     assert not any(store.get(i).promotion_pending for i in ids)
+
+
+def test_admissions_at_once_never_take_the_total_over_the_cap(
+    store: FirestoreDeploymentStore, tmp_path
+) -> None:
+    """Six deployments admitted in six threads under a cap with room for one, against real
+    Firestore: at most one is claimed; the others wait VALIDATED, blocked, holding nothing."""
+    harness = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="1.00")  # one L4 machine
+    harness.ctx.store = store
+    ids = [
+        upload_all(harness, write_valid(tmp_path / f"m{i}"), name=f"m{i}")[-1].id for i in range(6)
+    ]
+    assert {store.get(i).state for i in ids} == {State.VALIDATED}
+
+    run_together(len(ids), lambda i: on_validated(harness.ctx, ids[i]))
+
+    records = [store.get(i) for i in ids]
+    claimed = [r for r in records if r.state is State.DEPLOYING]
+    waiting = [r for r in records if r.state is State.VALIDATED]
+    assert len(claimed) <= 1 and len(claimed) + len(waiting) == len(ids)
+    assert all(r.blocked and r.budget_hold is None for r in waiting)
+    assert len(harness.deployer.deploy_calls) == len(claimed)

@@ -13,7 +13,7 @@ from modeldrop.service import budget
 def costs(ctx: ApiContext) -> dict[str, Any]:
     """Each running deployment's hourly and accrued estimate, and the totals."""
     now = ctx.clock()
-    records, truncated = budget.running(ctx)
+    records, truncated = budget.listed(ctx, cost.RUNNING)
     rows = []
     hourly_total, accrued_total = Fraction(0), Fraction(0)
     for record in records:

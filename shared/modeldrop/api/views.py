@@ -9,7 +9,14 @@ from urllib.parse import quote
 from modeldrop.domain import cost
 from modeldrop.domain.deployment import Deployment, snapshot
 
-HIDDEN = ("etag", "lease_expires_at", "event_sequence", "published_sequence", "promotion_pending")
+HIDDEN = (
+    "etag",
+    "lease_expires_at",
+    "event_sequence",
+    "published_sequence",
+    "promotion_pending",
+    "budget_hold",
+)
 
 
 def status_body(deployment: Deployment, base_url: str, now: datetime) -> dict[str, Any]:

@@ -78,7 +78,10 @@ class Deployment:
     `preflight` what RecommendSpec said before the first attempt. Each attempt deploys its own
     endpoint and model ids (`attempt_id`). `smoke_test` is the one request sent to the endpoint
     before it is DEPLOYED (service.smoke), and its outcome. `blocked` says why a VALIDATED record
-    waits for the budget cap (service.budget); None otherwise.
+    waits for the budget cap (service.budget); None otherwise. `budget_hold` is the hourly
+    estimate (dollars, an exact fraction such as "8129/10000") a VALIDATED record holds
+    against the cap while it is being admitted, counted by other admissions until its lease
+    lapses; any transition ends it.
 
     Revisions (service.revisions): `promotion_pending` is set by the DEPLOYED transition until
     the model name's pointer has weighed the revision; `last_used_at` is when the api last
@@ -116,6 +119,7 @@ class Deployment:
     attempts: tuple[dict[str, Any], ...] = ()
     smoke_test: dict[str, Any] | None = None
     blocked: dict[str, Any] | None = None
+    budget_hold: str | None = None
     promotion_pending: bool = False
     last_used_at: datetime | None = None
     deploy_round: int = 1
@@ -203,6 +207,7 @@ class Deployment:
             "attempts": list(self.attempts),
             "smoke_test": self.smoke_test,
             "blocked": self.blocked,
+            "budget_hold": self.budget_hold,
             "promotion_pending": self.promotion_pending,
             "last_used_at": self.last_used_at,
             "deploy_round": self.deploy_round,
@@ -286,8 +291,8 @@ def new_deployment(
 def advance(
     deployment: Deployment, to: State, at: datetime, note: str = "", **changes: Any
 ) -> Deployment:
-    """The record after moving to state `to` (its claims start again at 0 unless `changes`
-    say otherwise); raises InvalidTransition when not allowed."""
+    """The record after moving to state `to` (its claims start again at 0 and its budget hold
+    ends, unless `changes` say otherwise); raises InvalidTransition when not allowed."""
     if to not in TRANSITIONS[deployment.state]:
         allowed = ", ".join(sorted(TRANSITIONS[deployment.state])) or "none (terminal)"
         raise InvalidTransition(
@@ -301,7 +306,7 @@ def advance(
         updated_at=at,
         history=history,
         event_sequence=deployment.event_sequence + 1,
-        **{"claims": 0, **changes},
+        **{"claims": 0, "budget_hold": None, **changes},
     )
 
 

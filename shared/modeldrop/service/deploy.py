@@ -42,10 +42,10 @@ def on_validated(ctx: Context, deployment_id: str) -> Deployment | None:
         log.warning("no deployment %s; message dropped", excerpt(deployment_id))
         return None
     if record.state is State.VALIDATED:
-        blocked = budget.over_budget(ctx, record)
-        if blocked:
-            return budget.block(ctx, record, blocked)
-        return claim_and_deploy(ctx, record)
+        admission = budget.admit(ctx, record)
+        if not admission.admitted or admission.record is None:
+            return admission.record
+        return claim_and_deploy(ctx, admission.record)
     if unstarted(record, ctx.clock()):
         return claim_and_deploy(ctx, record)
     log.info(

@@ -6,14 +6,18 @@ from __future__ import annotations
 import pytest
 
 from modeldrop.adapters.pubsub_events import to_event
+from modeldrop.api.views import status_body
 from modeldrop.domain.deployment import State
-from modeldrop.service.deploy import on_validated
+from modeldrop.service import budget
+from modeldrop.service.deploy import claim_and_deploy, on_validated
 from modeldrop.service.lifecycle import start_delete
 from modeldrop.service.reconcile import reconcile
 from modeldrop.settings import SettingError, Settings
 from tests.fixtures.model_folders import write_valid
 from tests.fixtures.uploads import upload_all
 from tests.unit.service.fakes import make_harness
+
+RETRY_AFTER = 1.5  # leases: the most a blocked record waits before it is handed over again
 
 
 def validated(h, tmp_path, name):
@@ -39,14 +43,14 @@ def test_a_second_model_waits_for_the_budget_then_deploys_by_itself(tmp_path):
     announced = h.events.states(second.id)
     assert announced == ["DETECTED", "VALIDATING", "VALIDATED", "VALIDATED"]
 
-    h.clock.advance(h.ctx.settings.lease_seconds + 1)
+    h.clock.advance(RETRY_AFTER * h.ctx.settings.lease_seconds + 1)
     reconcile(h.ctx)  # re-queued; still over the budget: not announced again
     on_validated(h.ctx, h.queue.messages[-1])
     assert h.events.states(second.id) == announced and len(h.deployer.deploy_calls) == 1
 
     delete = h.ctx.store.get(first.id)
     assert start_delete(h.ctx, delete).state is State.UNDEPLOYED
-    h.clock.advance(h.ctx.settings.lease_seconds + 1)
+    h.clock.advance(RETRY_AFTER * h.ctx.settings.lease_seconds + 1)
     reconcile(h.ctx)
     deploying = on_validated(h.ctx, h.queue.messages[-1])
     assert deploying.state is State.DEPLOYING and deploying.blocked is None
@@ -83,3 +87,39 @@ def test_a_new_revision_is_not_blocked_by_the_one_it_replaces(tmp_path):
     assert on_validated(h.ctx, second.id).state is State.DEPLOYING
     other = validated(h, tmp_path, "beta")  # another model still counts both
     assert on_validated(h.ctx, other.id).blocked["code"] == "BUDGET_EXCEEDED"
+
+
+def test_an_admitted_deployment_holds_its_share_until_it_is_claimed(tmp_path):
+    """The window between one admission's check and its claim: a second admission meanwhile
+    counts the first one's hold and waits; the hold ends with the claim's transition."""
+    h = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="1.00")  # room for one L4 machine
+    alpha, beta = validated(h, tmp_path, "alpha"), validated(h, tmp_path, "beta")
+    admitted = budget.admit(h.ctx, alpha)
+    assert admitted.admitted and admitted.record.budget_hold == "8129/10000"
+    assert h.store.get(alpha.id).state is State.VALIDATED  # held, not claimed yet
+
+    waiting = budget.admit(h.ctx, beta)
+    assert not waiting.admitted and waiting.record.blocked["running_hourly_usd"] == 0.8129
+    assert waiting.record.budget_hold is None
+
+    claimed = claim_and_deploy(h.ctx, admitted.record)
+    assert claimed.state is State.DEPLOYING and claimed.budget_hold is None
+    assert h.deployer.deploy_calls == [alpha.id]
+    assert "budget_hold" not in status_body(claimed, "http://api", h.clock())
+
+
+def test_two_admissions_at_once_never_both_pass(tmp_path):
+    """Both holds written before either check: neither passes (they try again when their
+    leases lapse, and then one does); a hold whose lease lapsed no longer counts."""
+    h = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="1.00")
+    alpha, beta = validated(h, tmp_path, "alpha"), validated(h, tmp_path, "beta")
+    held = [budget.hold(h.ctx, alpha), budget.hold(h.ctx, beta)]
+    assert all(budget.over_budget(h.ctx, record) for record in held)
+
+    h.clock.advance(RETRY_AFTER * h.ctx.settings.lease_seconds + 1)  # both workers died
+    assert budget.over_budget(h.ctx, h.store.get(alpha.id)) is None
+    reconcile(h.ctx)  # hands both over again; the first one admitted blocks the second
+    for message in h.queue.messages[-2:]:
+        on_validated(h.ctx, message)
+    states = {h.store.get(i).state for i in (alpha.id, beta.id)}
+    assert states == {State.DEPLOYING, State.VALIDATED} and len(h.deployer.deploy_calls) == 1
