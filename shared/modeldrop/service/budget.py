@@ -84,8 +84,22 @@ def committed(ctx: Context, record: Deployment) -> Fraction:
     admitting, _ = listed(ctx, (State.VALIDATED,))
     for other in admitting:
         if other.id != record.id and other.budget_hold and not other.lease_expired(now):
-            total += Fraction(other.budget_hold)
+            total += _held(other)
     return total
+
+
+def _held(record: Deployment) -> Fraction:
+    """The record's hold as a number; a hold that is not one (a hand-edited document) counts
+    as the most a hold can be, so it can never let a deploy through that should wait."""
+    try:
+        value = Fraction(str(record.budget_hold)[:40])
+    except (ValueError, ZeroDivisionError):
+        log.warning(
+            "unreadable budget hold: counted over any cap until its lease lapses",
+            extra={"deployment_id": record.id},
+        )
+        return Fraction(10**9)
+    return max(value, Fraction(0))
 
 
 def over_budget(ctx: Context, record: Deployment) -> dict[str, Any] | None:

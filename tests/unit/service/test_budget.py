@@ -3,6 +3,8 @@ VALIDATED with `blocked`, is announced once, and deploys by itself when the budg
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from modeldrop.adapters.pubsub_events import to_event
@@ -123,3 +125,13 @@ def test_two_admissions_at_once_never_both_pass(tmp_path):
         on_validated(h.ctx, message)
     states = {h.store.get(i).state for i in (alpha.id, beta.id)}
     assert states == {State.DEPLOYING, State.VALIDATED} and len(h.deployer.deploy_calls) == 1
+
+
+def test_an_unreadable_hold_counts_over_any_cap_until_its_lease_lapses(tmp_path):
+    h = make_harness(tmp_path, MODELDROP_MAX_HOURLY_USD="1000")
+    alpha, beta = validated(h, tmp_path, "alpha"), validated(h, tmp_path, "beta")
+    held = budget.hold(h.ctx, alpha)
+    h.store.replace(replace(held, budget_hold="1/0 or worse" * 10))  # a hand-edited document
+    assert budget.over_budget(h.ctx, beta)["code"] == "BUDGET_EXCEEDED"
+    h.clock.advance(h.ctx.settings.lease_seconds + 1)
+    assert budget.over_budget(h.ctx, beta) is None
