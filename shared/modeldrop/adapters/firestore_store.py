@@ -205,7 +205,7 @@ def from_document(data: dict[str, Any], etag: str) -> Deployment:
     values = {k: v for k, v in _decode(data).items() if k in _FIELDS}
     values["state"] = State(values["state"])
     values["history"] = tuple(
-        Transition(State(t["state"]), t["at"], t.get("note", ""))
+        Transition(State(t["state"]), t["at"], t.get("note", ""), t.get("event"))
         for t in values.get("history") or ()
     )
     values["overrides"] = values.get("overrides") or {}

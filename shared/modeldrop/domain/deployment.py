@@ -54,12 +54,16 @@ class ActionRefused(ModeldropError):
 
 @dataclass(frozen=True)
 class Transition:
+    """One move of a record to `state`; `event` is the sequence number of its notification
+    (the CloudEvent id is `<deployment id>-<event>`; None on records older than the field)."""
+
     state: State
     at: datetime
     note: str = ""
+    event: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": str(self.state), "at": self.at, "note": self.note}
+        return {"state": str(self.state), "at": self.at, "note": self.note, "event": self.event}
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,7 @@ def new_deployment(
         state=State.DETECTED,
         created_at=at,
         updated_at=at,
-        history=(Transition(State.DETECTED, at, "upload complete"),),
+        history=(Transition(State.DETECTED, at, "upload complete", event=1),),
         event_sequence=1,  # being detected is the first notification
     )
 
@@ -299,13 +303,14 @@ def advance(
             f"Deployment {deployment.id} is {deployment.state}; it cannot become {to}.",
             f"Allowed next states: {allowed}.",
         )
-    history = (*deployment.history, Transition(to, at, note))[-HISTORY_LIMIT:]
+    event = deployment.event_sequence + 1
+    history = (*deployment.history, Transition(to, at, note, event))[-HISTORY_LIMIT:]
     return replace(
         deployment,
         state=to,
         updated_at=at,
         history=history,
-        event_sequence=deployment.event_sequence + 1,
+        event_sequence=event,
         **{"claims": 0, "budget_hold": None, **changes},
     )
 

@@ -169,6 +169,10 @@ def block(ctx: Context, record: Deployment, blocked: dict[str, Any]) -> Deployme
     share = int(hashlib.sha256(record.id.encode()).hexdigest()[:4], 16) / 0x20000  # [0, 0.5)
     lease = Deployment.lease_end(now, ctx.settings.lease_seconds * (1 + share))
     announce = record.blocked is None
+    # the announcement's notification number (its CloudEvent id is <id>-<event>), kept while
+    # the record stays blocked
+    event = record.event_sequence + 1 if announce else (record.blocked or {}).get("event")
+    blocked = {**blocked, "event": event}
     changed = update(record, now, blocked=blocked, budget_hold=None, lease_expires_at=lease)
     if announce:
         log.info("deploy blocked by the budget cap", extra={"deployment_id": record.id})

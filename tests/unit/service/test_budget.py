@@ -57,6 +57,14 @@ def test_a_second_model_waits_for_the_budget_then_deploys_by_itself(tmp_path):
     deploying = on_validated(h.ctx, h.queue.messages[-1])
     assert deploying.state is State.DEPLOYING and deploying.blocked is None
     assert h.deployer.deploy_calls == [first.id, second.id]
+    # every notification's number is on the record: the block took 4, DEPLOYING is 5
+    assert blocked.blocked["event"] == 4 == blocked.event_sequence
+    assert to_event(blocked, "s")["id"] == f"{second.id}-4"
+    assert (
+        [t.event for t in deploying.history]
+        == [1, 2, 3, 5]
+        == [t.event for t in h.store.get(second.id).history]
+    )
 
 
 def test_no_cap_by_default_and_a_bad_cap_is_refused(tmp_path):

@@ -545,15 +545,18 @@
 
   function renderNotifications(d) {
     const history = d.history || [];
-    const rows = history.map((t, i) => [el("code", { text: `${d.id}-${i + 1}` }),
+    // each transition carries its notification's number (event); records older than the field
+    // are numbered from their history, which a budget block would have shifted
+    const guessed = history.some((t) => t.event == null);
+    const rows = history.map((t, i) => [el("code", { text: `${d.id}-${t.event ?? i + 1}` }),
       el("code", { text: `dev.modeldrop.deployment.${t.state.toLowerCase()}` }), timeEl(t.at)]);
     const notes = [];
-    if (d.blocked) {
-      rows.push([el("code", { text: `${d.id}-${history.length + 1}` }),
+    if (d.blocked && d.blocked.event != null) {
+      rows.push([el("code", { text: `${d.id}-${d.blocked.event}` }),
         el("code", { text: "dev.modeldrop.deployment.blocked" }), el("span", { class: "muted", text: "while blocked" })]);
     }
     if (history.length >= 50) notes.push("The record keeps the last 50 transitions: older ones are not listed.");
-    notes.push("Numbered from the history: a budget block, when there was one, took a number of its own.");
+    if (guessed) notes.push("This record is older than its notification numbers: they are counted from its history.");
     fill($("d-notifications"), table(["ce-id", "ce-type", "ce-time (about)"], rows, "Notification ids"),
       notes.map((n) => el("p", { class: "muted small", text: n })));
   }
