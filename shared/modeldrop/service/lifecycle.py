@@ -129,11 +129,11 @@ def _next_attempt(ctx: Context, record: Deployment | None) -> Deployment | None:
 def _timeout(ctx: Context, record: Deployment) -> Deployment | None:
     if ctx.clock() - record.updated_at < MAX_DEPLOY_TIME:
         return None
-    if teardown.failing(record):
+    if teardown.failing(record) or placement.clearing(record):
         return _endpoint_left(ctx, record, f"it was still there after {MAX_DEPLOY_TIME}")
     error = DeployError(
         f"The deploy did not finish within {MAX_DEPLOY_TIME}.",
-        "Its endpoint is deleted; read error.logs, then upload the folder again.",
+        "Read error.logs for the server's side, then upload the folder again.",
         code="DEPLOY_TIMEOUT",
     )
     return teardown.fail(ctx, record, error.as_dict())

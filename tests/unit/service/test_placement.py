@@ -263,6 +263,7 @@ def test_an_endpoint_that_never_goes_away_ends_failed_after_the_deploy_time(h2, 
     h2.clock.advance(3 * 3600)
     reconcile(h2.ctx)
     final = h2.store.get(record.id)
-    assert final.state is State.FAILED and final.error["code"] == "DEPLOY_TIMEOUT"
+    assert final.state is State.FAILED and final.error["code"] == "ENDPOINT_NOT_DELETED"
+    assert "VERTEX_STOCKOUT" in final.error["message"] and "bill" in final.error["hint"]
     assert final.endpoint.endswith(f"md-{record.id}-1")  # DELETE of the record cleans it up
     assert h2.queue.messages == [record.id]  # never handed over for a second attempt
