@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from functools import cached_property
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from modeldrop.adapters.vertex_rest import google_session
+from modeldrop.adapters.vertex_rest import GoogleApi
 from modeldrop.domain.deployment import Deployment
 from modeldrop.errors import ModeldropError
 from modeldrop.service.ports import UpstreamError, UpstreamTimeout, UpstreamUnreachable
-from modeldrop.settings import Settings
 
 CONNECT_TIMEOUT = 10.0
 POOL_SIZE = 64
@@ -50,18 +48,11 @@ class NamedHostAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
 
-class DedicatedEndpointClient:
+class DedicatedEndpointClient(GoogleApi):
     """The EndpointClient port over https to `{dedicated_endpoint_dns}/v1beta1/{endpoint}`."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
-        self._given_session = session
-
-    @cached_property
-    def session(self) -> requests.Session:
-        if self._given_session is not None:
-            return self._given_session
-        session = google_session(self.settings.vertex_anonymous)
+    def new_session(self) -> requests.Session:
+        session = super().new_session()
         # endpoints are addressed directly: skip the per-call scan of proxy environment variables,
         # which is also where requests reads REQUESTS_CA_BUNDLE, so that is read here, once
         session.trust_env = False

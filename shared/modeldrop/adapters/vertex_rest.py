@@ -59,6 +59,10 @@ class GoogleApi:
     def session(self) -> requests.Session:
         if self._given_session is not None:
             return self._given_session
+        return self.new_session()
+
+    def new_session(self) -> requests.Session:
+        """The session made on first use when none was given (a subclass may tune it)."""
         return google_session(self.settings.vertex_anonymous)
 
 
