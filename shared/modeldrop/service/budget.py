@@ -10,7 +10,7 @@ reconcile hands it to the deploy function again whenever its lease lapses, so it
 itself once running endpoints are retired, deleted or idled; DELETE cancels it.
 
 Admission is optimistic, without a lock: a record first writes its hold (`budget_hold`, with a
-lease), then checks the total again. Of two admissions at once, each check comes after its own
+lease), then checks the total. Of two admissions at once, each check comes after its own
 hold is written, so at least the later one sees the other's hold: they never both pass when
 together they would go over the cap (both may wait a lease; then they try again).
 """
@@ -149,13 +149,10 @@ def admit(ctx: Context, record: Deployment) -> Admission:
     claimed or its lease lapses), or blocked. Without a cap, admitted as it is."""
     if ctx.settings.max_hourly_usd is None:
         return Admission(record, True)
-    blocked = over_budget(ctx, record)
-    if blocked:
-        return Admission(block(ctx, record, blocked), False)
     held = hold(ctx, record)
     if held is None:
         return Admission(None, False)
-    blocked = over_budget(ctx, held)  # after the hold: another admission at once sees it
+    blocked = over_budget(ctx, held)  # after its hold: an admission at once sees one of them
     if blocked:
         return Admission(block(ctx, held, blocked), False)
     return Admission(held, True)

@@ -19,7 +19,7 @@ from modeldrop.domain.deployment import (
 from modeldrop.service import placement, private_link, revisions, smoke, teardown, undeploy
 from modeldrop.service.context import Context, describe
 from modeldrop.service.ports import DeployError
-from modeldrop.service.records import commit, hand_over
+from modeldrop.service.records import commit, fail, hand_over
 
 log = logs.get("lifecycle")
 MAX_DEPLOY_TIME = timedelta(hours=3)
@@ -148,10 +148,7 @@ def _endpoint_left(ctx: Context, record: Deployment, why: str) -> Deployment | N
         "endpoint in the Vertex AI console: it may still bill.",
         code="ENDPOINT_NOT_DELETED",
     )
-    failed = advance(
-        record, State.FAILED, ctx.clock(), error.code, error=error.as_dict(), lease_expires_at=None
-    )
-    return commit(ctx, failed)
+    return fail(ctx, record, error)
 
 
 def start_delete(ctx: Context, record: Deployment) -> Deployment | None:
