@@ -49,7 +49,9 @@ def poll_deploy(ctx: Context, record: Deployment) -> Deployment | None:
             raise exc from caught
         if teardown.failing(record):  # deleting its endpoint failed for good
             return _endpoint_left(ctx, record, exc.message)
-        return teardown.fail(ctx, record, exc.as_dict())
+        begun = teardown.begin(ctx, record, exc.as_dict())
+        # deleting its endpoint is a poll of its own, so what that raises is handled as above
+        return poll_deploy(ctx, begun) if begun and teardown.failing(begun) else begun
 
 
 def _unreadable(exc: Exception) -> DeployError:

@@ -29,10 +29,18 @@ def failing(record: Deployment) -> bool:
 def fail(
     ctx: Context, record: Deployment, error: dict[str, Any], **changes: Any
 ) -> Deployment | None:
-    """Record `error` (with the server's last log lines) as the end of the current attempt and
-    take the first step of deleting its endpoint (the one the attempt made, recorded or not); a
-    record without a placement ends FAILED at once. None when another worker changed the record
-    first. `changes` are further fields to record (the smoke test's outcome)."""
+    """`begin`, then the first step of deleting the endpoint."""
+    begun = begin(ctx, record, error, **changes)
+    return step(ctx, begun) if begun is not None and failing(begun) else begun
+
+
+def begin(
+    ctx: Context, record: Deployment, error: dict[str, Any], **changes: Any
+) -> Deployment | None:
+    """Record `error` (with the server's last log lines) as the end of the current attempt, its
+    endpoint (the one the attempt made, recorded or not) to be deleted next; a record without a
+    placement ends FAILED at once. None when another worker changed the record first.
+    `changes` are further fields to record (the smoke test's outcome)."""
     now = ctx.clock()
     details = {**error, "logs": failure_logs(ctx, record)}
     if record.placement is None:
@@ -58,8 +66,7 @@ def fail(
         lease_expires_at=None,
         **changes,
     )
-    written = commit(ctx, failed)
-    return step(ctx, written) if written else None
+    return commit(ctx, failed)
 
 
 def step(ctx: Context, record: Deployment) -> Deployment | None:

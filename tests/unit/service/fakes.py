@@ -144,7 +144,7 @@ class FakeDeployer:
     recommendations: dict[str, list[Recommendation]] = field(default_factory=dict)
     recommend_calls: list[tuple[str, str]] = field(default_factory=list)  # (gcs_uri, region)
     private: bool = False  # endpoints come up private (a service attachment, no public DNS)
-    undeploy_failures: list[DeployError] = field(default_factory=list)  # raised by undeploy
+    undeploy_failures: list[Exception] = field(default_factory=list)  # raised by undeploy
 
     def deploy(self, deployment: Deployment) -> DeployStarted:
         self.deploy_calls.append(deployment.id)

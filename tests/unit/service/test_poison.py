@@ -15,7 +15,7 @@ from modeldrop.domain.findings import Verdict, warning
 from modeldrop.errors import AccessError
 from modeldrop.service import validate
 from modeldrop.service.deploy import on_validated
-from modeldrop.service.lifecycle import MAX_DEPLOY_TIME, start_delete
+from modeldrop.service.lifecycle import MAX_DEPLOY_TIME, poll_deploy, start_delete
 from modeldrop.service.ports import DeployError
 from modeldrop.service.reconcile import reconcile
 from modeldrop.service.validate import on_object_finalized
@@ -156,6 +156,24 @@ def test_a_permanent_error_watching_a_deploy_ends_failed(h, model):
     failed = h.store.get(record.id)
     assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_DENIED"
     assert failed.endpoint is None and h.deployer.endpoints == {}  # nothing left billing
+
+
+def test_a_crash_deleting_the_endpoint_of_a_failed_deploy_is_a_passing_error(h, model):
+    """What deleting the endpoint raises right after a permanent error is handled like any
+    poll's error (here: unreadable, so passing): the record is left failing, never stuck."""
+    record = upload_all(h, model)[-1]
+    on_validated(h.ctx, record.id)
+    h.deployer.poll_failures = [DeployError("Permission denied", "Grant it.", "VERTEX_DENIED")]
+    h.deployer.undeploy_failures = [TypeError("'NoneType' object is not subscriptable")]
+    with pytest.raises(DeployError) as raised:
+        poll_deploy(h.ctx, h.store.get(record.id))
+    assert raised.value.code == "VERTEX_UNREADABLE" and raised.value.retryable
+    failing = h.store.get(record.id)
+    assert failing.state is State.DEPLOYING and failing.error["code"] == "VERTEX_DENIED"
+    reconcile(h.ctx)
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and failed.error["code"] == "VERTEX_DENIED"
+    assert h.deployer.endpoints == {}
 
 
 def test_a_deploy_that_never_finishes_ends_failed_with_its_endpoint_deleted(h, model):
